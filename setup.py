@@ -31,7 +31,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['abovqa', 'abovqa.*']),
     include_package_data=True,
-    package_data={'abovqa': ['assets/*', 'assets/**/*']},
+    package_data={'abovqa': ['assets/*', 'assets/**/*', 'evaluate_module/*.py']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + cfg['min_python'],
