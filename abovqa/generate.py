@@ -112,6 +112,7 @@ class GenParams:
     max_output_tokens: int = 256
     thinking: str = "auto" # see `thinking_config`
     media_resolution: str|None = None # e.g. 'low' to cut image tokens (Gemini 3 default is 1120 per image)
+    meta_attributes: tuple|None = None # metadata backend only: which of META_QUESTIONS to ask (None: all)
 
     def key_params(self) -> dict:
         "The settings that identify a reply (prompt text hashed in)."
@@ -262,13 +263,18 @@ def product_word(product_type) -> str:
     known = _vocab()[1]
     return known.get(product_type) or product_type.strip().lower().replace("-", "_").split("_")[-1]
 
-def metadata_pairs(row: dict) -> list:
+def metadata_pairs(row: dict, # one curated row
+                   attributes=None, # which of META_QUESTIONS to ask; all when None
+                  ) -> list:
     "[(question, answer)] answered from the listing's metadata columns."
     vocab, pairs = _vocab()[0], []
     for attr, cols in _META_SOURCES.items():
         a = next((w for c in cols if (w := answer_word(row.get(c), vocab.get(attr, ())))), "")
         if a: pairs.append((attr, a))
     if (t := product_word(row.get("product_type"))): pairs.append(("type", t))
+    if attributes is not None:
+        if (bad := set(attributes) - set(META_QUESTIONS)): raise ValueError(f"unknown attribute(s) {sorted(bad)}: choose from {list(META_QUESTIONS)}")
+        pairs = [(attr, a) for attr, a in pairs if attr in attributes]
     h = lambda attr: int(hashlib.md5(f"{row.get('image_id')}|{attr}".encode()).hexdigest(), 16)
     return [(META_QUESTIONS[attr][h(attr) % len(META_QUESTIONS[attr])], a) for attr, a in pairs]
 
@@ -520,7 +526,7 @@ class MetadataBackend:
     batchable = False
     def __init__(self, params: GenParams): self.params = params
     def __call__(self, row: dict) -> dict:
-        pairs = metadata_pairs(row)
+        pairs = metadata_pairs(row, self.params.meta_attributes)
         return dict(status="ok" if pairs else "empty", text="\n".join(f"{q},{a}" for q, a in pairs), pairs=pairs,
                     finish_reason=None, block_reason=None, usage=dict(input=0, output=0, thoughts=0))
 
@@ -952,6 +958,7 @@ def _parser():
     p.add_argument("--max-output-tokens", type=int, default=256)
     p.add_argument("--thinking", default="auto", help="auto | none | a token budget | minimal/low/medium/high")
     p.add_argument("--media-resolution", choices=["low", "medium", "high"])
+    p.add_argument("--meta-attributes", help="metadata backend: comma-separated subset of " + ",".join(META_QUESTIONS))
     p.add_argument("--base-url", help="API base URL (default: GOOGLE_GEMINI_BASE_URL or Google's)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--max-attempts", type=int, default=6)
@@ -967,7 +974,8 @@ def generate_cli(argv: list[str]|None = None) -> int:
     "Entry point of `abovqa generate`."
     a = _parser().parse_args(argv)
     params = GenParams(model=a.model, prompt=a.prompt, temperature=a.temperature, seed=a.seed,
-                       max_output_tokens=a.max_output_tokens, thinking=a.thinking, media_resolution=a.media_resolution)
+                       max_output_tokens=a.max_output_tokens, thinking=a.thinking, media_resolution=a.media_resolution,
+                       meta_attributes=tuple(a.meta_attributes.split(",")) if a.meta_attributes else None)
     client = None
     if a.backend == "gemini":
         try: client = make_client(base_url=a.base_url, timeout_s=a.timeout)

@@ -3,3 +3,17 @@ import os
 for k, v in dict(HF_HUB_OFFLINE="1", HF_EVALUATE_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                  WANDB_MODE="offline", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg").items():
     os.environ.setdefault(k, v)
+
+import pytest
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long test (minutes); run with --runslow or ABOVQA_SLOW=1")
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get("ABOVQA_SLOW") == "1": return
+    skip = pytest.mark.skip(reason="slow: run with --runslow or ABOVQA_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords: item.add_marker(skip)
