@@ -35,7 +35,9 @@ def abo_files(root: str|Path, # ABO root: the folder holding `listings/` and `im
              ) -> dict:
     "The listing files, images.csv and small-image folder of an ABO root; `CurationError` naming what is missing."
     root = Path(root)
-    listings = _first(root/"listings/metadata", "listings_*.json.gz", "listings_*.json")
+    gz, plain = _first(root/"listings/metadata", "listings_*.json.gz"), _first(root/"listings/metadata", "listings_*.json")
+    have = {p.name[:-3] for p in gz}   # a partly gunzipped folder: every file once, the .gz when both exist
+    listings = sorted(gz + [p for p in plain if p.name not in have], key=lambda p: p.name.split(".")[0])
     csv = _first(root/"images/metadata", "images.csv.gz", "images.csv")
     missing = ([] if listings else ["listings/metadata/listings_*.json.gz"]) + ([] if csv else ["images/metadata/images.csv.gz"])
     if missing:

@@ -121,6 +121,7 @@ class FakeGemini:
         self.queue, self.requests, self.counts = deque(), [], Counter()
         self.jobs, self._ids, self._lock, self._window = {}, itertools.count(1), threading.Lock(), deque()
         self.batch_reject = None  # set to a behaviour (e.g. '429-minute') to refuse batch creation with it
+        self.batch_metadata = True  # echo each inlined request's metadata in its response (False: results by order only)
         self.httpd = self.thread = None
 
     def script(self, *behaviours):
@@ -159,7 +160,7 @@ def _create_batch(self: FakeGemini, model: str, body: dict) -> dict:
     outs = []
     for r in reqs:
         _, status, reply = self._next(r.get("request", {}))
-        entry = {"metadata": r["metadata"]} if r.get("metadata") else {}
+        entry = {"metadata": r["metadata"]} if r.get("metadata") and self.batch_metadata else {}
         entry.update({"response": reply} if status == 200 else {"error": (reply or {}).get("error", {"code": status})})
         outs.append(entry)
     with self._lock:

@@ -83,7 +83,7 @@ def training_kwargs(preset: str = "blip", # a key of `PRESETS`
         kw["per_device_train_batch_size"], kw["gradient_accumulation_steps"], world)
     kw.update(per_device_eval_batch_size=kw["per_device_train_batch_size"], fp16=cuda, bf16=False, use_cpu=not cuda,
               dataloader_num_workers=2 if cuda else 0, dataloader_pin_memory=cuda, report_to="none",
-              ddp_find_unused_parameters=False if world > 1 else None)
+              ddp_find_unused_parameters=True if world > 1 else None)   # LLaVA: LoRA on an unused ViT layer
     bad = [k for k in overrides if k not in _TA_FIELDS]
     if bad: raise ValueError(f"not TrainingArguments fields: {bad}")
     kw.update(overrides)
@@ -234,8 +234,10 @@ def fetch_hub_checkpoint(repo: str, # Hub repo the checkpoints were pushed to
                         ) -> Path|None:
     "Download `repo/last-checkpoint` (and the wandb id) into `run`; None when the repo has none."
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError
     tmp = Path(run)/"_hub"
-    snapshot_download(repo, allow_patterns=["last-checkpoint/*", WANDB_FILE], local_dir=tmp, token=token)
+    try: snapshot_download(repo, allow_patterns=["last-checkpoint/*", WANDB_FILE], local_dir=tmp, token=token)
+    except RepositoryNotFoundError: return None          # first session: the Trainer creates the repo later
     if (tmp/WANDB_FILE).is_file() and not (Path(run)/WANDB_FILE).exists(): shutil.copy(tmp/WANDB_FILE, run)
     return adopt_checkpoint(tmp/"last-checkpoint", run) if (tmp/"last-checkpoint"/"trainer_state.json").is_file() else None
 
@@ -420,7 +422,8 @@ def finetune(model: str, # family: blip, llava or qwen
             ) -> Path:
     "Fine-tune `model_path` with LoRA on `data`; returns the run folder (resumes if it has checkpoints)."
     params = {k: v for k, v in locals().items() if k != "callbacks"}
-    argv = _to_argv({**params, "out": str(out), "data": str(data), "images": str(images)})
+    argv = _to_argv({**params, "out": str(out), "data": str(data), "images": str(images),
+                     "max_eval_samples": max_eval_samples or 0})     # None (all) must not become the CLI's 512
     out, d, cuda = Path(out), dist_info(), torch.cuda.is_available()
     if gpus > 1 and d["world"] == 1:
         subprocess.run(launch_command(_strip_gpus(argv), gpus), check=True)
@@ -432,16 +435,18 @@ def finetune(model: str, # family: blip, llava or qwen
     if already_finished(out, kw):
         print(f"{out} already finished with these settings: nothing to do (delete it or change --max-steps to train more)")
         return out
-    last = last_checkpoint(out)
-    if last is None and hub_checkpoints and d["rank"] == 0:
-        last = fetch_hub_checkpoint(push_to_hub, out, get_secret("HF_TOKEN"))
+    ckpt_key = "activation_checkpointing" if "activation_checkpointing" in kw else "gradient_checkpointing"
+    targs = {**kw, ckpt_key: False}                           # done by add_lora, without input-grad hooks
+    token = get_secret("HF_TOKEN") if hub_checkpoints else None
+    args = TrainingArguments(output_dir=str(out), hub_token=token, **targs)   # also joins the process group
+    with args.main_process_first(local=False, desc="choosing the checkpoint to resume from"):
+        last = last_checkpoint(out)                           # rank 0 renames incomplete ones, then the others look
+        if last is None and hub_checkpoints and d["rank"] == 0: last = fetch_hub_checkpoint(push_to_hub, out, token)
     set_seed(seed)
     ad = get_adapter(model)
     base, proc = _load_base(ad, model_path, quant, device_map_for(cuda, d["world"], d["local_rank"], device_map), cuda, model)
     lcfg = _lora_config(ad, lora_r, lora_alpha, lora_dropout)
-    ckpt_key = "activation_checkpointing" if "activation_checkpointing" in kw else "gradient_checkpointing"
     pm = add_lora(base, lcfg, gradient_checkpointing=bool(kw.get(ckpt_key)))
-    targs = {**kw, ckpt_key: False}                           # done by add_lora, without input-grad hooks
     train_ds = VQADataset(Path(data)/"train.csv", images, max_train_samples, seed)
     val_ds = VQADataset(Path(data)/"val.csv", images, max_eval_samples or None, seed)
     config = dict(model=model, model_path=str(model_path), stage="fine-tuned", preset=preset, quant=quant,
@@ -456,7 +461,6 @@ def finetune(model: str, # family: blip, llava or qwen
     if d["rank"] == 0:
         write_run_info(out, config, status="running", rerun=rerun)
         if wandb_project: start_wandb(out, wandb_project, kw.get("run_name") or out.name, config)
-    args = TrainingArguments(output_dir=str(out), hub_token=get_secret("HF_TOKEN") if hub_checkpoints else None, **targs)
     trainer = Trainer(model=pm, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=proc,
                       data_collator=VQACollator(ad, proc), callbacks=callbacks)
     check_trainable_fp32(pm)

@@ -20,10 +20,10 @@ __all__ = ['PROMPTS', 'DEFAULT_PROMPT', 'DEFAULT_MODEL', 'PRICES', 'BATCH_DISCOU
            'parse_json_reply', 'parse_reply', 'pair_reason', 'meta_check', 'answer_word', 'product_word',
            'metadata_pairs', 'retry_delay', 'quota_kind', 'classify', 'backoff', 'quota_day', 'next_reset', 'StopRun',
            'DailyQuotaExhausted', 'daily_stop', 'RateLimiter', 'work_key', 'Journal', 'append', 'close', 'read_curated',
-           'make_client', 'request_contents', 'reply_record', 'GeminiBackend', 'MetadataBackend', 'RetryPolicy',
-           'call_with_retries', 'Tally', 'run_online', 'batch_chunks', 'load_jobs', 'submit_batches', 'collect_batches',
-           'build_dataset', 'summarize', 'to_hf_dataset', 'dataset_card', 'push_to_hub', 'plan', 'write_outputs',
-           'generate', 'generate_cli']
+           'make_client', 'request_contents', 'drop_cut_off', 'reply_record', 'GeminiBackend', 'MetadataBackend',
+           'RetryPolicy', 'call_with_retries', 'Tally', 'run_online', 'batch_chunks', 'load_jobs', 'submit_batches',
+           'collect_batches', 'build_dataset', 'summarize', 'to_hf_dataset', 'dataset_card', 'push_to_hub', 'plan',
+           'write_outputs', 'generate', 'generate_cli']
 
 # %% ../nbs/02_generate.ipynb #64a37d1d
 PROMPTS = {
@@ -95,7 +95,10 @@ def thinking_config(model: str, # model id
     if t != "auto": raise ValueError(f"thinking must be auto, none, a budget or a level, not {thinking!r}")
     m = re.search(r"gemini-(\d+)(?:\.(\d+))?", model)
     major = int(m.group(1)) if m else 3
-    if major >= 3: return types.ThinkingConfig(thinking_level="MINIMAL")
+    if major >= 3:   # MINIMAL is Flash/Flash-Lite only: 3.x Pro and 3.7+ Flash (and the flash-latest alias) reject it with a 400
+        minor = int(m.group(2) or 0) if m else 0
+        low = "pro" in model or ("lite" not in model and ((major, minor) >= (3, 7) or "latest" in model))
+        return types.ThinkingConfig(thinking_level="LOW" if low else "MINIMAL")
     if m and m.group(2) == "5": return types.ThinkingConfig(thinking_budget=128 if "pro" in model else 0)
     return None
 
@@ -307,13 +310,20 @@ def quota_kind(e) -> str:
 _TRANSPORT = {"TimeoutException", "TransportError", "NetworkError", "RemoteProtocolError", "ConnectError", "ReadError",
               "ProtocolError", "ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout"}
 
+def _fatal_400(e) -> bool:
+    "A 400 no image gets past: an invalid API key (Gemini answers 400 API_KEY_INVALID, not 401) or FAILED_PRECONDITION (e.g. user location not supported)."
+    if getattr(e, "code", None) != 400: return False
+    err = _error_obj(e)
+    reasons = {str(d.get("reason", "")) for d in err.get("details", []) or [] if isinstance(d, dict)}
+    return "API_KEY_INVALID" in reasons or err.get("status") == "FAILED_PRECONDITION" or "API key not valid" in str(err.get("message", ""))
+
 def classify(e: BaseException) -> str:
     "What to do about an exception from one request: retry, day, zero, stop or item."
     code = getattr(e, "code", None)
     if isinstance(code, int) and hasattr(e, "details"):
         if code == 429: return {"day": "day", "zero": "zero"}.get(quota_kind(e), "retry")
         if code == 408 or code >= 500: return "retry"
-        if code in (401, 403, 404): return "stop"
+        if code in (401, 403, 404) or _fatal_400(e): return "stop"
         return "item"
     if isinstance(e, (TimeoutError, ConnectionError)) or {c.__name__ for c in type(e).__mro__} & _TRANSPORT: return "retry"
     return "item"
@@ -492,6 +502,12 @@ def request_contents(image_file, metadata: str, prompt: str) -> list:
 # %% ../nbs/02_generate.ipynb #3fefbfa6
 def _name(v): return getattr(v, "name", None) or (str(v) if v is not None else None)
 
+def drop_cut_off(text: str|None, pairs: list, finish: str|None) -> list:
+    "`pairs` without the last one when the reply was cut off (MAX_TOKENS) on that pair's line: its answer may be truncated."
+    if finish != "MAX_TOKENS" or not pairs or not text or text.endswith("\n"): return pairs
+    last = _split_line(strip_fences(text).rstrip().rsplit("\n", 1)[-1])
+    return pairs[:-1] if last is not None and last == tuple(pairs[-1]) else pairs
+
 def reply_record(resp, structured: bool = False) -> dict:
     "Journal fields for a `GenerateContentResponse`."
     u = resp.usage_metadata
@@ -501,9 +517,10 @@ def reply_record(resp, structured: bool = False) -> dict:
     cand = resp.candidates[0] if resp.candidates else None
     finish = _name(cand.finish_reason) if cand and cand.finish_reason else None
     text = resp.text if cand else None
+    pairs = drop_cut_off(text, parse_reply(text, structured), finish)
     status = ("blocked" if block or finish in ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "RECITATION")
               else "empty" if not (text or "").strip() else "ok")
-    return dict(status=status, text=text, pairs=parse_reply(text, structured), finish_reason=finish,
+    return dict(status=status, text=text, pairs=pairs, finish_reason=finish,
                 block_reason=block, usage=usage)
 
 # %% ../nbs/02_generate.ipynb #b3688dc3
@@ -661,8 +678,9 @@ def collect_batches(client, params: GenParams, rows_by_key: dict, journal: Journ
                 raise StopRun(f"polling batch job {j['name']} failed: {redact(str(e))[:300]}") from None
             j["state"] = _name(job.state)
             if j["state"] not in TERMINAL: continue
-            for ir in (job.dest.inlined_responses or []) if job.dest else []:
-                key = (ir.metadata or {}).get("key"); row = rows_by_key.get(key)
+            for i, ir in enumerate((job.dest.inlined_responses or []) if job.dest else []):
+                # results come in request order; fall back to it if the service does not echo the metadata
+                key = (ir.metadata or {}).get("key") or (j["keys"][i] if i < len(j["keys"]) else None); row = rows_by_key.get(key)
                 if row is None or key in done: continue
                 rec = reply_record(ir.response, is_structured(params.prompt)) if ir.response else dict(
                     status="error", error=redact(str(ir.error))[:500], text=None, pairs=[], usage=dict(input=0, output=0, thoughts=0))
@@ -686,7 +704,8 @@ def _explode(cur, keys, done, reparse):
     for i, k in enumerate(keys):
         rec = done.get(k)
         if rec is None: continue
-        pairs = (parse_reply(rec.get("text"), is_structured(rec["prompt"])) if reparse and rec["model"] != "metadata"
+        pairs = (drop_cut_off(rec.get("text"), parse_reply(rec.get("text"), is_structured(rec["prompt"])), rec.get("finish_reason"))
+                 if reparse and rec["model"] != "metadata"
                  else rec.get("pairs") or [])
         n = len(pairs)
         if not n: continue

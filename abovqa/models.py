@@ -136,6 +136,7 @@ def _inputs(self: VQAAdapter, processor, images, questions):
 
 def _generate(self: VQAAdapter, model, processor, batch, max_new_tokens, **gen):
     "Greedy generation; the new token ids only for decoder models."
+    gen = {"repetition_penalty": 1.0, **gen}   # pure greedy: Qwen2.5-VL's Hub config sets 1.05, which penalises words of the question
     if not self.decoder_only:   # BLIP-style generate sets its own pad/bos
         return model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, **gen)
     out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,

@@ -26,9 +26,9 @@ PRODUCT_TYPES = {  # ABO product_type -> the one-word noun a picture of it shows
 MATERIALS = ["plastic", "wood", "metal", "leather", "fabric", "glass", "ceramic"]
 
 # %% ../nbs/00a_sample.ipynb #746c90a5
-COLOR_RGB = {"red": (214, 39, 40), "orange": (245, 130, 20), "yellow": (247, 210, 25), "green": (44, 160, 64),
-             "blue": (33, 84, 214), "purple": (128, 54, 178), "pink": (242, 128, 188), "brown": (128, 78, 36),
-             "gray": (142, 142, 142), "black": (26, 26, 26)}
+COLOR_RGB = {"red": (220, 30, 30), "orange": (245, 130, 20), "yellow": (240, 210, 30), "green": (40, 160, 60),
+             "blue": (40, 80, 220), "purple": (130, 50, 180), "pink": (245, 130, 180), "brown": (130, 80, 40),
+             "gray": (128, 128, 128), "black": (25, 25, 25)}  # the tiny pre-trained BLIP (abovqa.testing) learned these
 DARK = (64, 64, 64)     # parts, outlines and pattern marks on light colours
 _LIGHT_COLORS = {"yellow", "orange", "pink"}   # these get dark pattern marks; the others white ones
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import atexit, hashlib, json, math, random, shutil, tempfile, time
 from pathlib import Path
+from .sample import COLOR_RGB
 
 # %% auto #0
 __all__ = ['GENERIC_SHAPES', 'GENERIC_FILLS', 'NUMBERS', 'QUESTION_WORDS', 'GENERIC_QA_WORDS', 'PRODUCT_NOUNS', 'PUNCT',
@@ -340,9 +341,7 @@ def tiny_qwen(path: str|Path|None = None, # folder to save to; a cached temp fol
     return _save("qwen", _build_qwen, path, seed=seed, hidden=hidden, **kw)
 
 # %% ../nbs/00b_testing.ipynb #41be233b
-PALETTE = {"red": (220, 30, 30), "orange": (245, 130, 20), "yellow": (240, 210, 30), "green": (40, 160, 60),
-           "blue": (40, 80, 220), "purple": (130, 50, 180), "pink": (245, 130, 180), "brown": (130, 80, 40),
-           "gray": (128, 128, 128), "black": (25, 25, 25)}
+PALETTE = COLOR_RGB  # the catalogue's colours (abovqa.sample), so the pre-trained base knows the products' colours
 
 # %% ../nbs/00b_testing.ipynb #b5d777be
 def _shape_xy(shape: str, cx: float, cy: float, s: float, wide: bool = True):

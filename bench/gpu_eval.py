@@ -180,6 +180,7 @@ def main(argv=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(os.environ.get("OUT") or Path(__file__).parent)/"gpu_eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(info=info, rows=rows), indent=2))
     import pandas as pd
     print(pd.DataFrame(rows).to_string(index=False)); print("wrote", out)

@@ -119,7 +119,8 @@ def batch(name, cfg, b, dev, text=40):
 def run(name, b, steps, tiny, cache, dev, world, rank):
     model, cfg = build(name, tiny, cache, dev)
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index], find_unused_parameters=False)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index],   # as `abovqa finetune`:
+                                                          find_unused_parameters=True)  # LLaVA's last ViT layer gets no grad
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
     scaler = torch.amp.GradScaler(enabled=dev.type == "cuda")

@@ -290,3 +290,14 @@ def test_cli_on_sample_catalogue(tmp_path):
     assert list(df.columns) == COLUMNS and len(df) == rep["final"] > 0 and df.image_id.is_unique
     assert all((root/"images/small"/p).is_file() for p in df.image_path)
     assert (df.metadata.str.count("\n") + 1 >= 5).all()
+
+def test_partly_gunzipped_listings_folder_reads_every_file_once(tmp_path):
+    root = write_root(tmp_path/"abo", [[listing("A", "img0000001")], [listing("B", "img0000002")], [listing("C", "img0000003")]],
+                      images_for("img0000001", "img0000002", "img0000003"))
+    f = root/"listings/metadata/listings_1.json.gz"
+    f.with_suffix("").write_bytes(gzip.decompress(f.read_bytes())); f.unlink()          # gunzipped in place
+    g = root/"listings/metadata/listings_2.json.gz"
+    g.with_suffix("").write_bytes(gzip.decompress(g.read_bytes()))                     # a plain copy next to the .gz
+    df, rep = run(root)
+    assert rep["listings_read"] == 3 and rep["final"] == 3 and sorted(df.item_id) == ["A", "B", "C"]
+    assert rep["files"] == ["listings_0.json.gz", "listings_1.json", "listings_2.json.gz"]

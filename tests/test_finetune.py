@@ -181,3 +181,34 @@ def test_learns_beyond_zero_shot(tmp_path):
         m, p = ad.load(str(base), adapter=adapter)
         em[name] = score(ad.predict(m, p, imgs, qs), refs, metrics=["exact_match"])[0]["exact_match"]
     assert em["fine-tuned"] >= em["zero-shot"] + 0.25, em
+
+
+def test_hub_checkpoint_fetch_on_a_repo_that_does_not_exist_yet(tmp_path, monkeypatch):
+    "The first --hub-checkpoints session: the repo is created later by the Trainer, so 'not found' means 'no checkpoint'."
+    import httpx2, huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+    from abovqa.finetune import fetch_hub_checkpoint
+    def not_found(repo, **kw):
+        req = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo}")
+        raise RepositoryNotFoundError("404 Repository Not Found", response=httpx2.Response(404, request=req))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", not_found)
+    assert fetch_hub_checkpoint("me/new-repo", tmp_path) is None
+
+
+def test_two_process_ddp_llava_trains_and_resumes(split, tmp_path):
+    """`--gpus 2` on two CPU (gloo) processes with the tiny LLaVA: its last ViT layer's LoRA weights get no gradient
+    (features come from layer -2), which DDP must tolerate; the rerun resumes on both ranks from the same checkpoint."""
+    data, images = split
+    out = tmp_path / "run"
+    kw = dict(preset="demo", max_steps=4, batch_size=2, every=2, max_eval_samples=4, quant="none", gpus=2,
+              set_args={"logging_steps": 1, "gradient_checkpointing": True})
+    finetune("llava", str(testing.tiny_llava()), data, images, out, **kw)
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    assert json.loads((out / "run.json").read_text())["config"]["world"] == 2
+    assert {p.name for p in (out / "checkpoint-4").glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    (out / "checkpoint-6").mkdir()                                       # a save killed half-way
+    finetune("llava", str(testing.tiny_llava()), data, images, out, **{**kw, "max_steps": 6})
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["resumed_from"] == "checkpoint-4" and info["metrics"]["global_step"] == 6
+    assert (out / "_incomplete-checkpoint-6").is_dir() and (out / "checkpoint-6" / "trainer_state.json").is_file()

@@ -269,3 +269,44 @@ def test_batch_creation_failure_stops_cleanly(toy):
         fake.batch_reject = None
         s = run_gen(fake, csv, small, tmp/"out", batch=True, poll_s=0.01)
     assert s["status"] == "complete" and s["images_done"] == 8
+
+# --- real-service quirks (review) ------------------------------------------------------------------------------------
+def test_invalid_key_400_stops_the_run_instead_of_failing_every_image(toy):
+    "Gemini answers a bad key with 400 INVALID_ARGUMENT + ErrorInfo API_KEY_INVALID (not 401): one request, then stop."
+    csv, small, tmp = toy
+    bad = error_body(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
+                     [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}])
+    with FakeGemini() as fake:
+        fake.script(*[lambda b: (400, bad)] * 8)
+        s = run_gen(fake, csv, small, tmp/"out", workers=1)
+        n = fake.counts["generate"]
+    assert s["status"] == "stopped" and "rejected for every image" in s["message"] and n == 1
+    assert KEY not in json.dumps(s)
+
+def test_reply_cut_off_by_max_tokens_drops_the_truncated_last_pair(toy):
+    csv, small, tmp = toy
+    from abovqa.fakegemini import gen_response
+    with FakeGemini() as fake:
+        fake.script(lambda b: (200, gen_response("What color is it?,red\nWhat shape is the base?,rou", finish="MAX_TOKENS")))
+        s = run_gen(fake, csv, small, tmp/"out", workers=1, limit=1)
+    vqa = pd.read_csv(tmp/"out"/"vqa.csv")
+    assert s["replies"] == {"ok": 1} and list(vqa.answer) == ["red"]
+
+def test_pro_and_new_flash_models_get_a_thinking_level_they_accept(toy):
+    csv, small, tmp = toy
+    with FakeGemini() as fake:
+        run_gen(fake, csv, small, tmp/"a", limit=1, params=GenParams(model="gemini-3.1-pro"))
+        run_gen(fake, csv, small, tmp/"b", limit=1, params=GenParams(model="gemini-3.5-flash-lite"))
+        levels = [v for b in fake.bodies() for v in b["generationConfig"]["thinkingConfig"].values()]  # the SDK writes `thinking_level`
+    assert levels == ["LOW", "MINIMAL"]
+
+def test_batch_results_without_echoed_metadata_are_matched_by_order(toy):
+    csv, small, tmp = toy
+    with FakeGemini() as fake:
+        fake.batch_metadata = False
+        s = run_gen(fake, csv, small, tmp/"out", batch=True, poll_s=0.01)
+        online = run_gen(fake, csv, small, tmp/"online")
+    assert s["status"] == "complete" and s["images_done"] == 8 and fake.counts["batch_create"] == 1
+    key = ["image_id", "question", "answer"]
+    b, o = (pd.read_csv(tmp/d/"vqa.csv")[key].sort_values(key).reset_index(drop=True) for d in ("out", "online"))
+    pd.testing.assert_frame_equal(b, o)

@@ -165,3 +165,19 @@ def test_qwen_pixels_bounded(folders):
     _, proc = QwenAdapter(max_pixels=28 * 28).load(folders["qwen"])
     assert proc.image_processor.size["longest_edge"] == 28 * 28
     assert proc.image_processor.size["shortest_edge"] <= 28 * 28
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fp16_answers_with_pixels_in_tower_dtype(family, folders):
+    "The T4 path on the CPU: fp16 weights, pixel_values in the vision tower's dtype (Qwen: fp32 tower, fp16 text)."
+    ad = get_adapter(family)
+    model, proc = ad.load(folders[family], dtype="fp16")
+    tower = {"blip": lambda m: m.vision_model, "vilt": lambda m: m.vilt.embeddings.patch_embeddings,
+             "llava": lambda m: m.model.vision_tower, "qwen": lambda m: m.model.visual}[family](model)
+    batch = to_model(ad.inputs(proc, IMGS[:2], QS[:2]), model)
+    assert batch["pixel_values"].dtype == next(tower.parameters()).dtype
+    assert batch["input_ids"].dtype == torch.long
+    if family == "qwen": assert model.model.language_model.embed_tokens.weight.dtype == torch.float16
+    else: assert next(tower.parameters()).dtype == torch.float16
+    out = ad.predict(model, proc, IMGS[:2], QS[:2], max_new_tokens=2)
+    assert len(out) == 2 and all(isinstance(s, str) for s in out)
