@@ -10,8 +10,8 @@ from importlib import metadata
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SECRET_NAMES', 'OFFLINE_ENV', 'environment', 'home_dir', 'run_dir', 'seed_everything', 'MissingSecret', 'get_secret',
-           'redact', 'offline_env', 'package_versions', 'hardware', 'write_json', 'write_run_info']
+__all__ = ['SECRET_NAMES', 'OFFLINE_ENV', 'environment', 'home_dir', 'run_dir', 'image_root', 'seed_everything', 'MissingSecret',
+           'get_secret', 'redact', 'offline_env', 'package_versions', 'hardware', 'write_json', 'write_run_info']
 
 # %% ../nbs/00_core.ipynb #eafc35ac
 def environment() -> str:
@@ -37,6 +37,13 @@ def run_dir(name: str, # what ran, e.g. 'eval-blip'
     p = Path(root or home_dir())/name
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+# %% ../nbs/00_core.ipynb #b9fe4736
+def image_root(root: str|Path, # ABO root (with images/small/) or the images/small folder itself
+              ) -> Path:
+    "The folder that `image_path` values are relative to."
+    root = Path(root)
+    return root/"images"/"small" if (root/"images"/"small").is_dir() else root
 
 # %% ../nbs/00_core.ipynb #7e1a6018
 def seed_everything(seed: int = 42, # the seed for every random generator we use

@@ -11,26 +11,23 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
-from .core import offline_env, seed_everything, write_json, write_run_info
+from .core import image_root, offline_env, seed_everything, write_json, write_run_info
 from .models import get_adapter, ADAPTERS
+from .split import read_vqa
 
 # %% auto #0
-__all__ = ['REQUIRED', 'read_vqa_table', 'open_image', 'image_batches', 'predict_table', 'score_predictions', 'evaluate_model',
+__all__ = ['read_vqa_table', 'open_image', 'image_batches', 'predict_table', 'score_predictions', 'evaluate_model',
            'evaluate_cli']
 
 # %% ../nbs/05_evaluate.ipynb #e0a15190
-REQUIRED = ("image_path", "question", "answer")
-
 def read_vqa_table(path: str|Path, # a CSV (or parquet) with image_path, question, answer
                    limit: int|None = None, # keep only the first `limit` rows
                   ) -> pd.DataFrame:
-    "The VQA rows of `path`, checked for the required columns."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str, keep_default_na=False)
-    if missing := [c for c in REQUIRED if c not in df.columns]:
-        raise ValueError(f"{path}: missing column(s) {missing}; it has {list(df.columns)}")
-    return (df.head(limit) if limit else df).reset_index(drop=True)
+    "The VQA rows of `path` read by `abovqa.split.read_vqa`: required columns checked, empty rows dropped and listed in `.attrs['skipped_rows']`."
+    df, msgs = read_vqa(path)
+    df = (df.head(limit) if limit else df).reset_index(drop=True)
+    df.attrs["skipped_rows"] = msgs
+    return df
 
 # %% ../nbs/05_evaluate.ipynb #c2e16dd7
 def open_image(path: str|Path) -> tuple:
@@ -60,7 +57,7 @@ def image_batches(paths: list, # image files, in order
 def predict_table(adapter, # from `abovqa.models.get_adapter`
                   model, processor, # from `adapter.load`
                   table: pd.DataFrame, # image_path, question rows
-                  images_root: str|Path, # folder the image paths are relative to
+                  images_root: str|Path, # ABO root or its images/small folder (see `core.image_root`)
                   batch_size: int = 16, # questions per forward pass
                   max_new_tokens: int = 8, # answer length cap
                   workers: int = 2, # image-reading threads
@@ -68,7 +65,7 @@ def predict_table(adapter, # from `abovqa.models.get_adapter`
                  ) -> tuple[list, pd.DataFrame]:
     "Raw answers for every row of `table` (None where the image was skipped) and the skipped rows."
     raw, skipped = [None] * len(table), []
-    paths = [Path(images_root)/p for p in table.image_path]
+    paths = [image_root(images_root)/p for p in table.image_path]
     with tqdm(total=len(table), unit="sample", desc=f"{adapter.family} answers", disable=not progress) as bar:
         for idx, loaded in image_batches(paths, batch_size, workers):
             ok = [(i, im) for i, (im, _) in zip(idx, loaded) if im is not None]
@@ -150,6 +147,7 @@ def evaluate_model(model: str, # model family: blip, vilt, llava, qwen
                   metrics=metrics, dtype=dtype, quant=quant, device_map=device_map, seed=seed, metric_opts=metric_opts)
     n = len(table) - len(skipped)
     write_run_info(out, config, seed=seed, n_rows=len(table), n_answered=n, skipped_images=len(skipped),
+                   skipped_rows=table.attrs.get("skipped_rows", []),
                    skipped_reasons=skipped.reason.value_counts().to_dict(),
                    timings=dict(load_s=round(t1 - t0, 3), predict_s=round(t2 - t1, 3), score_s=round(t3 - t2, 3),
                                 total_s=round(t3 - t0, 3), samples_per_s=round(n / max(t2 - t1, 1e-9), 2)))

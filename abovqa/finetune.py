@@ -15,16 +15,15 @@ from peft import get_peft_model
 from peft.tuners.lora import LoraLayer
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from .core import get_secret, write_json, write_run_info
+from .core import image_root, get_secret, write_json, write_run_info
 from .models import get_adapter
 from .split import read_vqa
 
 # %% auto #0
-__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'WANDB_FILE', 'RELEASE_IGNORE', 'scale_batch', 'training_kwargs', 'image_root',
-           'VQADataset', 'VQACollator', 'lora_layers', 'double_wrapped', 'add_lora', 'check_trainable_fp32',
-           'dist_info', 'device_map_for', 'launch_command', 'last_checkpoint', 'adopt_checkpoint',
-           'fetch_hub_checkpoint', 'wandb_run_id', 'start_wandb', 'model_card', 'push_run', 'already_finished',
-           'finetune', 'finetune_cli']
+__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'WANDB_FILE', 'RELEASE_IGNORE', 'scale_batch', 'training_kwargs', 'VQADataset',
+           'VQACollator', 'lora_layers', 'double_wrapped', 'add_lora', 'check_trainable_fp32', 'dist_info',
+           'device_map_for', 'launch_command', 'last_checkpoint', 'adopt_checkpoint', 'fetch_hub_checkpoint',
+           'wandb_run_id', 'start_wandb', 'model_card', 'push_run', 'already_finished', 'finetune', 'finetune_cli']
 
 # %% ../nbs/06_finetune.ipynb #4f67331c
 COMMON = dict(weight_decay=0.01, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
@@ -91,12 +90,6 @@ def training_kwargs(preset: str = "blip", # a key of `PRESETS`
     return _rename_ckpt(kw)
 
 # %% ../nbs/06_finetune.ipynb #8658c2ef
-def image_root(root: str|Path, # ABO root (with images/small/) or the images/small folder itself
-              ) -> Path:
-    "The folder that `image_path` values are relative to."
-    root = Path(root)
-    return root/"images"/"small" if (root/"images"/"small").is_dir() else root
-
 def _open_rgb(path: Path) -> Image.Image:
     with Image.open(path) as im: return im.convert("RGB")
 

@@ -41,15 +41,17 @@ def question_type_fn():
     return question_type
 
 # %% ../nbs/02b_split.ipynb #85bfda4c
-def read_vqa(path: str|Path, # vqa.csv written by `abovqa generate` (or any CSV with image_path, question, answer)
+def read_vqa(path: str|Path, # vqa.csv written by `abovqa generate` (or any CSV/parquet with image_path, question, answer)
             ) -> tuple[pd.DataFrame, list[str]]:
     "Read a VQA CSV; returns (clean rows, messages about dropped rows)."
-    path = Path(path)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    path, pq = Path(path), Path(path).suffix == ".parquet"
+    if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
+    df = pd.read_parquet(path).fillna("").astype(str) if pq else pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing: raise ValueError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
     bad = (df[list(REQUIRED)].apply(lambda s: s.str.strip()) == "").any(axis=1)
-    msgs = [f"{path}:{i + 2}: empty {', '.join(c for c in REQUIRED if not str(df.at[i, c]).strip())}; row skipped"
+    where = (lambda i: f"{path}: row {i}") if pq else (lambda i: f"{path}:{i + 2}")   # CSV line numbers count the header
+    msgs = [f"{where(i)}: empty {', '.join(c for c in REQUIRED if not str(df.at[i, c]).strip())}; row skipped"
             for i in df.index[bad]]
     return df[~bad].reset_index(drop=True), msgs
 
