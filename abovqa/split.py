@@ -21,23 +21,9 @@ SPLITS = ("train", "val", "test")
 REQUIRED = ("image_path", "question", "answer")
 
 # %% ../nbs/02b_split.ipynb #3c88347a
-_YES_NO = ("is ", "are ", "does ", "do ", "can ", "has ", "have ", "was ", "were ", "will ", "should ", "could ")
-
-def _question_type_fallback(question: str, # a question in English
-                           ) -> str:
-    "Keyword question type in {color, material, shape, count, yes/no, other}."
-    q = str(question).lower().strip()
-    if q.startswith("how many"): return "count"
-    if q.startswith(_YES_NO): return "yes/no"
-    if "colo" in q: return "color"
-    if "material" in q or "made of" in q: return "material"
-    if "shape" in q: return "shape"
-    return "other"
-
 def question_type_fn():
-    "`abovqa.metrics.question_type` when it exists, else the keyword fallback."
-    try: from abovqa.metrics import question_type
-    except ImportError: return _question_type_fallback
+    "The question-type function splits are stratified by: `abovqa.metrics.question_type`."
+    from abovqa.metrics import question_type
     return question_type
 
 # %% ../nbs/02b_split.ipynb #85bfda4c
