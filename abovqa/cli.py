@@ -4,7 +4,8 @@
 
 # %% ../nbs/09_cli.ipynb #057026de
 from __future__ import annotations
-import argparse, importlib, sys
+import argparse, importlib, os, sys
+from .core import UserError
 
 # %% auto #0
 __all__ = ['COMMANDS', 'NotBuilt', 'main']
@@ -44,11 +45,24 @@ def _parser():
     p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
+def _debug(argv): return "--debug" in argv or os.environ.get("ABOVQA_DEBUG", "") not in ("", "0")
+
 def main(argv: list[str]|None = None, # arguments after `abovqa`; `sys.argv[1:]` when None
         ) -> int:
-    "Entry point of the `abovqa` console command."
-    ns = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try: fn = _resolve(ns.command)
-    except NotBuilt as e:
-        print(f"abovqa: {e}", file=sys.stderr); return 2
-    return int(fn(ns.args) or 0)
+    "Entry point of the `abovqa` console command: one line and an exit code per error, a traceback only with `--debug`."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug(argv); argv = [a for a in argv if a != "--debug"]
+    ns = _parser().parse_args(argv)
+    try:
+        return int(_resolve(ns.command)(ns.args) or 0)
+    except (UserError, NotBuilt) as e:
+        if debug: raise
+        print(f"abovqa {ns.command}: {e}", file=sys.stderr); return getattr(e, "code", 2)
+    except KeyboardInterrupt:
+        if debug: raise
+        print(f"abovqa {ns.command}: interrupted; rerun the same command to continue", file=sys.stderr); return 130
+    except Exception as e:
+        if debug: raise
+        print(f"abovqa {ns.command}: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+

@@ -4,6 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #b3a8453b
 from __future__ import annotations
+from contextlib import contextmanager
 import json, os, platform, random, re, subprocess, sys, time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -11,7 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SECRET_NAMES', 'OFFLINE_ENV', 'environment', 'home_dir', 'run_dir', 'image_root', 'seed_everything', 'MissingSecret',
-           'get_secret', 'redact', 'offline_env', 'package_versions', 'hardware', 'write_json', 'write_run_info']
+           'get_secret', 'redact', 'offline_env', 'UserError', 'atomic_path', 'write_csv', 'package_versions',
+           'hardware', 'write_json', 'write_run_info']
 
 # %% ../nbs/00_core.ipynb #eafc35ac
 def environment() -> str:
@@ -103,6 +105,35 @@ def offline_env(**overrides) -> dict:
     os.environ.update(changed)
     return changed
 
+# %% ../nbs/00_core.ipynb #f3cf7995
+class UserError(Exception):
+    "A mistake the user can fix (missing file, bad option): the CLI prints one line and exits with `code`, no traceback."
+    def __init__(self, msg: str, # one line: what is wrong, where, and the fix
+                 code: int = 1, # exit code: 2 for a usage error, 1 for a run that could not be done
+                ):
+        super().__init__(msg); self.code = code
+
+# %% ../nbs/00_core.ipynb #9381d3af
+@contextmanager
+def atomic_path(path: str|Path, # the file to write
+               ):
+    "Yield a temporary path beside `path`; on success it replaces `path` in one step, on error it is removed."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
+
+def write_csv(df, # a pandas DataFrame
+              path: str|Path, # the CSV file (a .gz suffix compresses)
+              **kwargs, # passed to `DataFrame.to_csv`
+             ) -> Path:
+    "`df.to_csv(path, index=False)`, written atomically."
+    with atomic_path(path) as tmp: df.to_csv(tmp, index=False, **kwargs)
+    return Path(path)
+
 # %% ../nbs/00_core.ipynb #c3e4e1bd
 _PKGS = ("abovqa", "torch", "torchvision", "transformers", "peft", "accelerate", "bitsandbytes", "google-genai",
          "pandas", "numpy", "evaluate", "bert-score", "sentence-transformers", "rouge-score", "wandb", "datasets")
@@ -134,11 +165,9 @@ def _jsonable(o):
 
 def write_json(obj, path: str|Path) -> Path:
     "Write `obj` as indented JSON (Paths and numpy scalars converted) atomically; returns the path."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(redact(json.dumps(obj, indent=2, default=_jsonable, ensure_ascii=False)))
-    os.replace(tmp, path)
-    return path
+    text = redact(json.dumps(obj, indent=2, default=_jsonable, ensure_ascii=False))
+    with atomic_path(path) as tmp: tmp.write_text(text)
+    return Path(path)
 
 def write_run_info(out_dir: str|Path, # the run folder
                    config: dict, # the resolved configuration
