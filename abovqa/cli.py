@@ -19,6 +19,8 @@ COMMANDS = {  # subcommand: (module:function, one-line help)
     "evaluate":   ("abovqa.evaluate:evaluate_cli", "zero-shot or fine-tuned evaluation of a VQA model"),
     "finetune":   ("abovqa.finetune:finetune_cli", "LoRA / QLoRA fine-tuning with resume"),
     "report":     ("abovqa.report:report_cli", "comparison table and plots from run folders"),
+    "score":      ("abovqa.compare:score_cli", "score any predictions CSV (no model): metrics with 95% intervals"),
+    "compare":    ("abovqa.compare:compare_cli", "paired comparison of two runs (bootstrap over images, McNemar)"),
     "demo":       ("abovqa.demo:demo_cli", "the whole pipeline offline on the bundled sample"),
 }
 
