@@ -8,9 +8,11 @@ import argparse, json, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['STAGES', 'METRICS', 'STAGE_COLORS', 'find_runs', 'model_label', 'run_stage', 'load_run', 'load_runs', 'results_table',
-           'table_markdown', 'plot_metrics', 'training_log', 'plot_training', 'answer_forms', 'plot_answer_forms',
-           'question_types', 'plot_question_types', 'load_predictions', 'gallery', 'build_report', 'report_cli']
+__all__ = ['STAGES', 'METRICS', 'SIGNIFICANCE_COLUMNS', 'STAGE_COLORS', 'NORMALIZER_ORDER', 'find_runs', 'model_label',
+           'run_stage', 'load_run', 'load_runs', 'results_table', 'significance', 'add_significance', 'table_markdown',
+           'plot_metrics', 'training_log', 'plot_training', 'answer_forms', 'plot_answer_forms', 'question_types',
+           'plot_question_types', 'load_predictions', 'gallery', 'normalizer_table', 'question_type_intervals',
+           'reference_quality', 'statistics_markdown', 'write_statistics', 'build_report', 'report_cli']
 
 # %% ../nbs/07_report.ipynb #f4b50c9b
 import matplotlib
@@ -82,28 +84,119 @@ def results_table(runs: list[dict], # from `load_run`
         m = r["metrics"]; summ = m.get("summary", {})
         extra = {k: v for k, v in summ.items() if k not in METRICS and isinstance(v, float)}  # not counts or settings
         rows.append(dict(model=r["model"], stage=r["stage"], **{k: summ.get(k) for k in METRICS}, **extra,
-                         normalizer=m.get("normalizer"), n=m.get("n"), run=r["name"], time=r["time"]))
+                         **_ci_columns(summ), normalizer=m.get("normalizer"), n=m.get("n"), run=r["name"], time=r["time"]))
     df = pd.DataFrame(rows)
     if df.empty: return df
     df["stage"] = pd.Categorical(df.stage, STAGES)
-    return df.sort_values(["model", "stage", "time"]).drop(columns="time").reset_index(drop=True)
+    df = df.sort_values(["model", "stage", "time"]).drop(columns="time").reset_index(drop=True)
+    return add_significance(df, runs)
+
+def _ci_columns(summary: dict) -> dict:
+    "`<metric>_ci_low` / `_ci_high` from a summary's `<metric>_ci: [lo, hi]` (None where there is no interval)."
+    out = {}
+    for k in [*METRICS, *(k[:-3] for k in summary if k.endswith("_ci") and k[:-3] not in METRICS)]:
+        ci = summary.get(f"{k}_ci")
+        if ci is not None or k in summary: out[f"{k}_ci_low"], out[f"{k}_ci_high"] = ci if ci else (None, None)
+    return out
+
+# %% ../nbs/07_report.ipynb #eebd2e77
+def _em_rows(run: dict) -> pd.DataFrame|None:
+    "image_path, question, exact_match of a run's predictions.csv (None when it has none)."
+    p = Path(run["path"])/"predictions.csv"
+    if not p.exists(): return None
+    df = pd.read_csv(p, keep_default_na=False)
+    if not {"image_path", "question"} <= set(df.columns): return None
+    if "exact_match" in df: em = pd.to_numeric(df.exact_match, errors="coerce")
+    elif "correct" in df: em = df.correct.astype(str).str.lower().isin(["true", "1", "1.0"]).astype(float)
+    else: return None
+    return pd.DataFrame(dict(image_path=df.image_path.astype(str), question=df.question.astype(str), exact_match=em.astype(float)))
+
+SIGNIFICANCE_COLUMNS = ["kind", "a", "b", "run_a", "run_b", "matched", "diff", "ci_low", "ci_high", "p_value", "mcnemar_p", "significant"]
+
+def significance(runs: list[dict], # from `load_run`
+                 alpha: float = 0.05, # significance level
+                 n_resamples: int = 1000, # bootstrap resamples
+                 seed: int = 0, # random seed
+                ) -> pd.DataFrame:
+    "Exact match B − A for fine-tuned vs zero-shot per model and for every pair of models within a stage."
+    from itertools import combinations
+    from abovqa.compare import compare_tables
+    latest = {(r["model"], r["stage"]): r for r in runs if r["metrics"] is not None}   # runs are sorted by time
+    em, rows = {k: _em_rows(r) for k, r in latest.items()}, []
+    def cmp(ka, kb, kind):
+        if em.get(ka) is None or em.get(kb) is None: return
+        c = compare_tables(em[ka], em[kb], ["exact_match"], n_resamples, seed)
+        if not c["metrics"]: return
+        r = c["metrics"]["exact_match"]
+        rows.append(dict(kind=kind, a=f"{ka[0]} ({ka[1]})", b=f"{kb[0]} ({kb[1]})", run_a=latest[ka]["name"],
+                         run_b=latest[kb]["name"], matched=c["matched"], diff=r["diff"], ci_low=r["ci"][0], ci_high=r["ci"][1],
+                         p_value=r["p_value"], mcnemar_p=c["mcnemar_exact_match"]["p_value"], significant=r["p_value"] < alpha))
+    for m in sorted({m for m, _ in latest}): cmp((m, "zero-shot"), (m, "fine-tuned"), "fine-tuned vs zero-shot")
+    for stage in STAGES:
+        for x, y in combinations(sorted(m for m, s in latest if s == stage), 2): cmp((x, stage), (y, stage), "between models")
+    return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
+
+def add_significance(table: pd.DataFrame, # from `results_table`
+                     runs: list[dict], # the runs it was made from
+                     sig: pd.DataFrame|None = None, # from `significance`; computed when None
+                    ) -> pd.DataFrame:
+    "Table 1 with `vs_zero_shot_*` and `significant` on fine-tuned rows and `tied_with` (same-stage models, p ≥ 0.05)."
+    sig = significance(runs) if sig is None else sig
+    if sig.empty: return table
+    t = table.copy()
+    for c in ("vs_zero_shot_diff", "vs_zero_shot_ci_low", "vs_zero_shot_ci_high", "vs_zero_shot_p"): t[c] = float("nan")
+    t["significant"], t["tied_with"] = None, ""
+    for _, s in sig.iterrows():
+        if s.kind == "fine-tuned vs zero-shot":
+            i = t.index[t.run == s.run_b]
+            t.loc[i, ["vs_zero_shot_diff", "vs_zero_shot_ci_low", "vs_zero_shot_ci_high", "vs_zero_shot_p"]] = [s["diff"], s.ci_low, s.ci_high, s.p_value]
+            t.loc[i, "significant"] = bool(s.significant)
+        elif not s.significant:
+            for run, other in ((s.run_a, s.b), (s.run_b, s.a)):
+                i = t.index[t.run == run]
+                t.loc[i, "tied_with"] = [f"{v}; {other.split(' (')[0]}" if v else other.split(" (")[0] for v in t.loc[i, "tied_with"]]
+    return t
 
 # %% ../nbs/07_report.ipynb #99f9de90
 def _fmt(v):
     if v is None or (isinstance(v, float) and pd.isna(v)): return "–"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
+_SIG_COLS = ("vs_zero_shot_diff", "vs_zero_shot_ci_low", "vs_zero_shot_ci_high", "vs_zero_shot_p", "significant", "tied_with")
+
+def _cell(row, c):
+    "A metric with its 95% interval when the table has one, else the plain value."
+    lo, hi = row.get(f"{c}_ci_low"), row.get(f"{c}_ci_high")
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi) or not isinstance(row[c], float): return _fmt(row[c])
+    from abovqa.stats import fmt_ci
+    return fmt_ci(row[c], [lo, hi], 4)
+
+def _vs_zero_shot(row) -> str:
+    "'+0.3500 (p 0.001) *' for a fine-tuned row compared with its zero-shot run, else ''."
+    d, pv = row.get("vs_zero_shot_diff"), row.get("vs_zero_shot_p")
+    if d is None or pd.isna(d): return ""
+    return f"{d:+.4f} (p {'≤ 0.001' if pv <= 0.001 else f'{pv:.3g}'})" + (" *" if row.get("significant") else "")
+
 def table_markdown(table: pd.DataFrame, # from `results_table`
                   ) -> str:
-    "Table 1 as a GitHub markdown table, with the normaliser stated."
+    "Table 1 as a GitHub markdown table: metrics with their 95% intervals, significance marks, the normaliser stated."
     if table.empty: return "_No evaluation runs found._\n"
     norms = table.normalizer.dropna().unique()
-    cols = [c for c in table.columns if c not in ("run",) and not (c == "normalizer" and len(norms) <= 1)]
-    head = [METRICS.get(c, c) for c in cols]
+    hidden = {"run", *_SIG_COLS, *(c for c in table.columns if c.endswith(("_ci_low", "_ci_high")))}
+    cols = [c for c in table.columns if c not in hidden and not (c == "normalizer" and len(norms) <= 1)]
+    sig = bool("vs_zero_shot_diff" in table and table.vs_zero_shot_diff.notna().any())
+    ties = bool("tied_with" in table and table.tied_with.fillna("").astype(bool).any())
+    head = [METRICS.get(c, c) for c in cols] + (["EM vs zero-shot"] if sig else []) + (["EM tied with"] if ties else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if c in ("model", "stage", "normalizer") else "---:"
-                                                             for c in cols) + "|"]
-    lines += ["| " + " | ".join(_fmt(row[c]) for c in cols) + " |" for _, row in table.iterrows()]
+                                                             for c in cols) + "|---" * (sig + ties) + "|"]
+    lines += ["| " + " | ".join([_cell(row, c) for c in cols] + ([_vs_zero_shot(row)] if sig else [])
+                                + ([row.get("tied_with") or ""] if ties else [])) + " |" for _, row in table.iterrows()]
     if len(norms) == 1: lines += ["", f"Answers normalised with the `{norms[0]}` normaliser before scoring."]
+    if any(f"{c}_ci_low" in table for c in cols):
+        lines += ["", "Brackets: 95% interval from a cluster bootstrap over images (1,000 resamples, all questions of an image together)."]
+    if sig: lines += ["", "EM vs zero-shot: fine-tuned minus zero-shot exact match on the same questions (paired cluster bootstrap); "
+                          "`*`: significant at 5%."]
+    if ties: lines += ["", "EM tied with: models of the same stage whose exact match does not differ significantly (p ≥ 0.05)."]
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/07_report.ipynb #d2789e39
@@ -308,6 +401,93 @@ def _wrap(text, width=38):
     import textwrap
     return "\n".join(textwrap.wrap(str(text), width)[:2])
 
+# %% ../nbs/07_report.ipynb #0754074f
+NORMALIZER_ORDER = ("none", "blip", "llava", "qwen", "vqa", "short")
+
+def normalizer_table(runs: list[dict], # from `load_run`
+                    ) -> pd.DataFrame:
+    "Exact match of every evaluation run (rows) under each normaliser (columns), from its predictions' raw answers."
+    from abovqa.metrics import score
+    out = {}
+    for r in runs:
+        p = Path(r["path"])/"predictions.csv"
+        if r["metrics"] is None or not p.exists(): continue
+        df = pd.read_csv(p, keep_default_na=False)
+        raw = next((c for c in ("raw_output", "raw") if c in df), None)
+        if raw is None or "answer" not in df or df.empty: continue
+        out[f"{_run_label(r)} [{r['name']}]"] = {n: score(df[raw].tolist(), df.answer.tolist(), normalizer=n, metrics="exact_match")[0]["exact_match"]
+                                                for n in NORMALIZER_ORDER}
+    return pd.DataFrame(out, index=list(NORMALIZER_ORDER), dtype=float).T
+
+# %% ../nbs/07_report.ipynb #4eefebf5
+def question_type_intervals(runs: list[dict], # from `load_run`
+                            metric: str = "exact_match", # the metric
+                           ) -> pd.DataFrame:
+    "`metric` with its 95% interval per question type (rows) and evaluation run (columns), as text."
+    from abovqa.stats import fmt_ci
+    out = {}
+    for r in _eval_runs(runs, "by_question_type"):
+        bq = r["metrics"]["by_question_type"]
+        if metric in bq and isinstance(bq[metric], dict): bq = {t: {metric: v} for t, v in bq[metric].items()}
+        out[_run_label(r)] = {t: fmt_ci(v.get(metric), [v[f"{metric}_ci_low"], v[f"{metric}_ci_high"]] if f"{metric}_ci_low" in v else None)
+                                 if isinstance(v, dict) else fmt_ci(v) for t, v in bq.items()}
+    return pd.DataFrame(out).fillna("–")
+
+# %% ../nbs/07_report.ipynb #3223a4dc
+def reference_quality(runs: list[dict], # from `load_run`
+                     ) -> pd.DataFrame:
+    "Per question type: questions, metadata-checked answers, agreement rate (from the first run whose predictions carry `meta_check`)."
+    from abovqa.metrics import question_type
+    for r in runs:
+        p = Path(r["path"])/"predictions.csv"
+        if r["metrics"] is None or not p.exists(): continue
+        df = pd.read_csv(p, keep_default_na=False)
+        if "meta_check" not in df: continue
+        df["question_type"] = df.question.map(question_type)
+        g = df.groupby("question_type")
+        agree, checked = g.meta_check.apply(lambda s: (s == "agree").sum()), g.meta_check.apply(lambda s: s.isin(["agree", "disagree"]).sum())
+        out = pd.DataFrame(dict(questions=g.size(), checked=checked, agree=agree))
+        out["agreement"] = (out.agree / out.checked).where(out.checked > 0)
+        out.loc["all"] = [len(df), out.checked.sum(), out.agree.sum(), out.agree.sum() / out.checked.sum() if out.checked.sum() else None]
+        return out.astype({"questions": int, "checked": int, "agree": int})
+    return pd.DataFrame(columns=["questions", "checked", "agree", "agreement"])
+
+# %% ../nbs/07_report.ipynb #da761652
+def _md(df: pd.DataFrame, index: str = "") -> str:
+    "A small DataFrame as a markdown table (floats to 4 places)."
+    cols = list(df.columns)
+    lines = ["| " + " | ".join([index, *map(str, cols)]) + " |", "|---" + "|---:" * len(cols) + "|"]
+    lines += ["| " + " | ".join([str(i), *(_fmt(v) for v in row)]) + " |" for i, row in zip(df.index, df.itertuples(index=False))]
+    return "\n".join(lines) + "\n"
+
+def statistics_markdown(sig: pd.DataFrame, norms: pd.DataFrame, qtypes: pd.DataFrame, refq: pd.DataFrame) -> str:
+    "The statistics page: significance, normaliser sensitivity, per-question-type intervals, reference quality."
+    parts = ["# Statistics\n", "## Significance (exact match, paired cluster bootstrap over images)\n"]
+    if sig.empty: parts.append("_No pair of runs with predictions.csv on the same questions._\n")
+    else:
+        s = sig.assign(diff=[f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for d, lo, hi in zip(sig["diff"], sig.ci_low, sig.ci_high)],
+                       verdict=["significant" if x else ("tie" if k == "between models" else "not significant") for x, k in zip(sig.significant, sig.kind)])
+        parts.append(_md(s.set_index("kind")[["a", "b", "matched", "diff", "p_value", "mcnemar_p", "verdict"]], "comparison"))
+    parts += ["\n## Exact match under each normaliser\n", _md(norms, "run") if len(norms) else "_No predictions with raw answers._\n"]
+    parts += ["\n## Exact match per question type (95% interval)\n", _md(qtypes, "question type") if len(qtypes) else "_No per-type results._\n"]
+    parts.append("\n## Reference quality: generation's metadata agreement per question type\n")
+    parts.append(_md(refq, "question type") if len(refq) else "_Not available: the test table has no `meta_check` column (written by `abovqa generate`)._\n")
+    return "\n".join(parts)
+
+def write_statistics(runs: list[dict], # from `load_run`
+                     out: str|Path, # report folder
+                     sig: pd.DataFrame|None = None, # from `significance`; computed when None
+                    ) -> list[Path]:
+    "Write statistics.md and the CSVs behind it (significance, normalizers, question_types, reference_quality)."
+    from abovqa.core import atomic_path, write_csv
+    out = Path(out); sig = significance(runs) if sig is None else sig
+    norms, qt, refq = normalizer_table(runs), question_type_intervals(runs), reference_quality(runs)
+    files = [write_csv(sig, out/"significance.csv"), write_csv(norms.rename_axis("run").reset_index(), out/"normalizers.csv"),
+             write_csv(qt.rename_axis("question_type").reset_index(), out/"question_types.csv"),
+             write_csv(refq.rename_axis("question_type").reset_index(), out/"reference_quality.csv")]
+    with atomic_path(out/"statistics.md") as tmp: tmp.write_text(statistics_markdown(sig, norms, qt, refq))
+    return files + [out/"statistics.md"]
+
 # %% ../nbs/07_report.ipynb #eca0bf94
 def _save(fig, path):
     import matplotlib.pyplot as plt
@@ -331,6 +511,7 @@ def build_report(runs_dir: str|Path, # folder holding run folders (searched recu
     if _eval_runs(runs, "by_question_type"): files.append(_save(plot_question_types(runs), out/"question_types.png"))
     preds = load_predictions(runs)
     if len(preds) and (images_root or preds.images.astype(bool).any()): files.append(_save(gallery(preds, images_root, wrong="any"), out/"gallery.png"))
+    files += write_statistics(runs, out)   # significance, normaliser sensitivity, per-type intervals, reference quality
     return dict(runs=len(runs), table=table, files=files)
 
 # %% ../nbs/07_report.ipynb #3d0bd858

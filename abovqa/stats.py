@@ -101,8 +101,8 @@ def paired_bootstrap(a, # per-row scores of run A
     diff = float(np.nanmean(d))
     m = bootstrap_means(d, clusters, n_resamples, seed)[:, 0]
     lo, hi = np.nanquantile(m, [(1 - level) / 2, (1 + level) / 2])
-    p = 1.0 if diff == 0 else float((np.abs(m - diff) >= abs(diff)).mean())
-    return dict(diff=diff, ci=[float(lo), float(hi)], p_value=max(p, 1 / n_resamples) if diff else 1.0)
+    p = min(1.0, 2 * min(np.mean(m <= 0), np.mean(m >= 0)))
+    return dict(diff=diff, ci=[float(lo), float(hi)], p_value=float(max(p, 1 / n_resamples)))
 
 # %% ../nbs/03a_stats.ipynb #d5c3f4e6
 def mcnemar(a, # per-row correct (0/1 or bool) of run A
