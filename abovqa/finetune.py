@@ -20,10 +20,12 @@ from .models import get_adapter
 from .split import read_vqa
 
 # %% auto #0
-__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'WANDB_FILE', 'RELEASE_IGNORE', 'scale_batch', 'training_kwargs', 'VQADataset',
-           'VQACollator', 'lora_layers', 'double_wrapped', 'add_lora', 'check_trainable_fp32', 'dist_info',
-           'device_map_for', 'launch_command', 'last_checkpoint', 'adopt_checkpoint', 'fetch_hub_checkpoint',
-           'wandb_run_id', 'start_wandb', 'model_card', 'push_run', 'already_finished', 'finetune', 'finetune_cli']
+__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'RECIPES', 'WANDB_FILE', 'RELEASE_IGNORE', 'scale_batch', 'training_kwargs',
+           'recipe_quant', 'EpochLR', 'recipe_callbacks', 'VQADataset', 'VQACollator', 'lora_layers', 'double_wrapped',
+           'add_lora', 'check_trainable_fp32', 'dist_info', 'device_map_for', 'launch_command', 'last_checkpoint',
+           'adopt_checkpoint', 'fetch_hub_checkpoint', 'wandb_run_id', 'start_wandb', 'model_card', 'push_run',
+           'already_finished', 'finetune', 'finetune_cli', 'load_lora_weights', 'curriculum_splits',
+           'finetune_curriculum']
 
 # %% ../nbs/06_finetune.ipynb #4f67331c
 COMMON = dict(weight_decay=0.01, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
@@ -39,6 +41,13 @@ PRESETS = {  # the report's values; batch and grad-accum are per single process 
                   eval_steps=200, save_steps=200, logging_steps=20),
     "qwen":  dict(per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=5000, learning_rate=2e-4,
                   eval_steps=100, save_steps=100, logging_steps=10),
+    # the seed report's recipe exactly (see "The seed report's recipe" below); extra settings in RECIPES
+    "seed-blip":  dict(per_device_train_batch_size=8, gradient_accumulation_steps=2, num_train_epochs=3, learning_rate=2e-4,
+                       eval_steps=1000, save_steps=1000, logging_steps=1000),
+    "seed-llava": dict(per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=1500, learning_rate=2e-4,
+                       eval_steps=200, save_steps=200, logging_steps=200),
+    "seed-qwen":  dict(per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=5000, learning_rate=2e-4,
+                       eval_steps=100, save_steps=100, logging_steps=100),
     "demo":  dict(per_device_train_batch_size=64, gradient_accumulation_steps=1, max_steps=1500, learning_rate=3e-3,
                   lr_scheduler_type="cosine", warmup_steps=0.05, eval_steps=500, save_steps=500, logging_steps=50,
                   gradient_checkpointing=False),
@@ -88,6 +97,40 @@ def training_kwargs(preset: str = "blip", # a key of `PRESETS`
     kw.update(overrides)
     if "eval_steps" in overrides and "save_steps" not in overrides: kw["save_steps"] = kw["eval_steps"]
     return _rename_ckpt(kw)
+
+# %% ../nbs/06_finetune.ipynb #4b9623ba
+RECIPES = {  # seed preset: family, quantisation, LR after epoch N, curriculum (images per stage), evaluation normaliser
+    "seed-blip":  dict(family="blip", quant="8bit", lr_after_epochs={1: 2e-5}, curriculum=(6000, 20000), normalizer="blip"),
+    "seed-llava": dict(family="llava", quant="4bit", lr_after_epochs={}, curriculum=(6000, 20000), normalizer="llava"),
+    "seed-qwen":  dict(family="qwen", quant="8bit", lr_after_epochs={}, curriculum=(6000, 20000), normalizer="qwen"),
+}
+
+def recipe_quant(model: str, # model family
+                 preset: str, # preset name
+                 quant: str|None, # the --quant value ('default' → the recipe's, else the family's)
+                ) -> str|None:
+    "The quantisation a run uses: an explicit `quant`, else the seed recipe's, else the family default (None: unquantised)."
+    from abovqa.core import UserError
+    if preset in RECIPES and RECIPES[preset]["family"] != model:
+        raise UserError(f"--preset {preset} is the {RECIPES[preset]['family']} recipe; use it with --model {RECIPES[preset]['family']}", 2)
+    if quant != "default": return None if quant in (None, "none") else quant
+    return RECIPES[preset]["quant"] if preset in RECIPES else FAMILIES[model]["quant"]
+
+# %% ../nbs/06_finetune.ipynb #dbfee369
+class EpochLR(TrainerCallback):
+    "Set the learning rate's base value to `rates[e]` once training reaches epoch `e` (the schedule's shape is kept)."
+    def __init__(self, rates: dict): self.rates = {float(k): float(v) for k, v in rates.items()}
+    def on_step_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kw):
+        due = [v for e, v in sorted(self.rates.items()) if (state.epoch or 0) >= e]
+        if not due or lr_scheduler is None or all(b == due[-1] for b in lr_scheduler.base_lrs): return
+        ratio = due[-1] / lr_scheduler.base_lrs[0]
+        lr_scheduler.base_lrs = [due[-1]] * len(lr_scheduler.base_lrs)
+        for g in optimizer.param_groups: g["lr"] *= ratio
+
+def recipe_callbacks(preset: str) -> list:
+    "The callbacks a preset's recipe needs (the learning-rate step of `seed-blip`)."
+    rates = RECIPES.get(preset, {}).get("lr_after_epochs")
+    return [EpochLR(rates)] if rates else []
 
 # %% ../nbs/06_finetune.ipynb #8658c2ef
 def _open_rgb(path: Path) -> Image.Image:
@@ -305,6 +348,12 @@ def _set_value(s: str):
     try: return k, json.loads(v)
     except json.JSONDecodeError: return k, v
 
+def _sizes(s: str) -> list[int]:
+    try: sizes = [int(x) for x in s.split(",")]
+    except ValueError: raise argparse.ArgumentTypeError(f"--curriculum needs image counts like 6000,20000, got {s!r}") from None
+    if any(n <= 0 for n in sizes) or sizes != sorted(sizes): raise argparse.ArgumentTypeError(f"--curriculum sizes must be positive and increasing, got {s!r}")
+    return sizes
+
 def _parser():
     p = argparse.ArgumentParser(prog="abovqa finetune", description="LoRA / QLoRA fine-tuning on a split folder. "
         "Rerunning the same command resumes from the last checkpoint in RUN_DIR.")
@@ -332,6 +381,8 @@ def _parser():
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the adapter and model card to REPO at the end")
     p.add_argument("--hub-checkpoints", action="store_true", help="also push every checkpoint to REPO for resuming")
     p.add_argument("--gpus", type=int, default=1, help="data-parallel processes (torchrun), one per GPU")
+    p.add_argument("--curriculum", type=_sizes, help="train in stages on growing image subsets, e.g. 6000,20000 (the seed report's schedule)")
+    p.add_argument("--init-adapter", help="start from this LoRA run folder's adapter weights")
     return p
 
 def _to_argv(params: dict) -> list[str]:
@@ -351,7 +402,7 @@ def _resolve_settings(model, preset, quant, world, cuda, max_steps, epochs, lr, 
                       set_args, wandb_project, push_to_hub, hub_checkpoints, out):
     fam = FAMILIES[model]
     preset = preset or fam["preset"]
-    quant = fam["quant"] if quant == "default" else (None if quant in (None, "none") else quant)
+    quant = recipe_quant(model, preset, quant)   # explicit, else the seed recipe's, else the family's
     named = dict(max_steps=max_steps, num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,
                  gradient_accumulation_steps=grad_accum, eval_steps=every, seed=seed)
     over = {k: v for k, v in named.items() if v is not None}
@@ -412,6 +463,7 @@ def finetune(model: str, # family: blip, llava or qwen
              hub_checkpoints: bool = False, # push checkpoints to REPO/last-checkpoint too (resume on a fresh machine)
              gpus: int = 1, # >1: relaunch under torchrun, one process per GPU
              callbacks: list|None = None, # extra TrainerCallbacks (in-process only)
+             init_adapter: str|Path|None = None, # start from this LoRA run's weights (a curriculum's previous stage)
             ) -> Path:
     "Fine-tune `model_path` with LoRA on `data`; returns the run folder (resumes if it has checkpoints)."
     params = {k: v for k, v in locals().items() if k != "callbacks"}
@@ -440,6 +492,7 @@ def finetune(model: str, # family: blip, llava or qwen
     base, proc = _load_base(ad, model_path, quant, device_map_for(cuda, d["world"], d["local_rank"], device_map), cuda, model)
     lcfg = _lora_config(ad, lora_r, lora_alpha, lora_dropout)
     pm = add_lora(base, lcfg, gradient_checkpointing=bool(kw.get(ckpt_key)))
+    if init_adapter and last is None: load_lora_weights(pm, init_adapter)   # a resumed run has its own weights
     train_ds = VQADataset(Path(data)/"train.csv", images, max_train_samples, seed)
     val_ds = VQADataset(Path(data)/"val.csv", images, max_eval_samples or None, seed)
     config = dict(model=model, model_path=str(model_path), stage="fine-tuned", preset=preset, quant=quant,
@@ -455,7 +508,7 @@ def finetune(model: str, # family: blip, llava or qwen
         write_run_info(out, config, status="running", rerun=rerun)
         if wandb_project: start_wandb(out, wandb_project, kw.get("run_name") or out.name, config)
     trainer = Trainer(model=pm, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=proc,
-                      data_collator=VQACollator(ad, proc), callbacks=callbacks)
+                      data_collator=VQACollator(ad, proc), callbacks=[*(callbacks or []), *recipe_callbacks(preset)])
     check_trainable_fp32(pm)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.save_model(str(out)); trainer.save_state()
@@ -475,5 +528,60 @@ def finetune_cli(argv: list[str]|None = None, # arguments after `abovqa finetune
                 ) -> int:
     "`abovqa finetune`: LoRA fine-tuning into RUN_DIR (rerun to resume)."
     a = vars(_parser().parse_args(argv))
-    finetune(**a)
+    if (sizes := a.pop("curriculum")): finetune_curriculum(sizes, **a)
+    else: finetune(**a)
     return 0
+
+# %% ../nbs/06_finetune.ipynb #28ae55e8
+def load_lora_weights(model, # a PeftModel with the same LoRA configuration
+                      run: str|Path, # a finished run folder (adapter_model.safetensors)
+                     ):
+    "Copy a saved adapter's LoRA weights into `model` (every key must match)."
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from abovqa.core import UserError
+    f = Path(run)/"adapter_model.safetensors"
+    if not f.is_file(): raise UserError(f"{run}: no adapter_model.safetensors; --init-adapter needs a finished LoRA run folder")
+    res = set_peft_model_state_dict(model, load_file(str(f)))
+    if res.unexpected_keys: raise ValueError(f"{f}: {len(res.unexpected_keys)} weights do not fit this model, e.g. {res.unexpected_keys[0]}")
+    return model
+
+def curriculum_splits(data: str|Path, # SPLIT_DIR with train.csv, val.csv
+                      sizes: list[int], # images per stage, increasing
+                      out: str|Path, # folder for the stage split folders
+                      seed: int = 42, # order of the images
+                     ) -> list[Path]:
+    "One split folder per stage: train.csv restricted to the first n images (seeded order), val.csv as is."
+    import numpy as np
+    from abovqa.core import write_csv
+    data, out = Path(data), Path(out)
+    train = pd.read_csv(data/"train.csv", dtype=str, keep_default_na=False)
+    imgs = train.image_path.drop_duplicates().to_numpy()
+    order = imgs[np.random.default_rng(seed).permutation(len(imgs))]
+    dirs = []
+    for k, n in enumerate(sizes, 1):
+        d = out/f"stage{k}-{n}"; d.mkdir(parents=True, exist_ok=True)
+        write_csv(train[train.image_path.isin(set(order[:n]))], d/"train.csv")
+        shutil.copyfile(data/"val.csv", d/"val.csv")
+        if (data/"split.json").is_file(): shutil.copyfile(data/"split.json", d/"split.json")
+        if n > len(imgs): print(f"curriculum stage {k}: {n} images asked, the split has {len(imgs)}; using all")
+        dirs.append(d)
+    return dirs
+
+def finetune_curriculum(curriculum: list[int], # images per stage, e.g. [6000, 20000]
+                        model: str, model_path: str, data: str|Path, images: str|Path,
+                        out: str|Path, # RUN_DIR: the last stage; earlier stages go to RUN_DIR/_curriculum
+                        seed: int = 42,
+                        init_adapter: str|Path|None = None, # weights for the first stage
+                        **kwargs, # passed to `finetune` for every stage
+                       ) -> Path:
+    "Fine-tune in stages on growing image subsets, each stage starting from the previous stage's adapter."
+    out = Path(out)
+    dirs = curriculum_splits(data, curriculum, out/"_curriculum", seed)
+    prev = init_adapter
+    for k, d in enumerate(dirs, 1):
+        run = out if k == len(dirs) else out/"_curriculum"/f"stage{k}-run"
+        print(f"curriculum stage {k}/{len(dirs)}: {d.name} -> {run}")
+        finetune(model, model_path, d, images, run, seed=seed, init_adapter=prev, **kwargs)
+        prev = run
+    return out
