@@ -21,6 +21,7 @@ COMMANDS = {  # subcommand: (module:function, one-line help)
     "report":     ("abovqa.report:report_cli", "comparison table and plots from run folders"),
     "score":      ("abovqa.compare:score_cli", "score any predictions CSV (no model): metrics with 95% intervals"),
     "compare":    ("abovqa.compare:compare_cli", "paired comparison of two runs (bootstrap over images, McNemar)"),
+    "judge":      ("abovqa.judge:judge_cli", "Gemini judges each prediction against its reference (judge accuracy)"),
     "demo":       ("abovqa.demo:demo_cli", "the whole pipeline offline on the bundled sample"),
 }
 

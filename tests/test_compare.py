@@ -55,3 +55,27 @@ def test_compare_detects_a_real_gap_and_ties_an_identical_pair(tmp_path, capsys)
     for m, r in t["metrics"].items(): assert (r["diff"], r["ci"], r["p_value"]) == (0.0, [0.0, 0.0], 1.0), m
     assert main(["compare", str(a), str(tmp_path/"nothing"), "-o", str(tmp_path/"x")]) == 1
     assert "no predictions.csv" in capsys.readouterr().err
+
+def test_judge_against_the_fake_server_resumes(tmp_path, capsys, monkeypatch):
+    "abovqa judge: cost estimate first, verdicts from the fake Gemini, judge accuracy with an interval, a rerun sends nothing."
+    from abovqa.fakegemini import FakeGemini, gen_response, request_text
+    monkeypatch.setenv("GEMINI_API_KEY", "fake-key")
+    pd.DataFrame(dict(image_path=["a", "a", "b", "c"], question=["Color?", "Shape?", "Color?", "Shape?"],
+                      answer=["grey", "rectangular", "red", "round"], prediction=["gray", "oblong", "blue", "round"])
+                 ).to_csv(tmp_path/"p.csv", index=False)
+    assert main(["score", str(tmp_path/"p.csv"), "-o", str(tmp_path/"run"), "--metrics", "em"]) == 0
+    same = {("grey", "gray"), ("rectangular", "oblong")}
+    def judge(body):
+        t = request_text(body)
+        ref, ans = (t.split(k)[1].split("\n")[0] for k in ("Reference answer: ", "Model answer: "))
+        return 200, gen_response("yes" if (ref, ans) in same else "no")
+    with FakeGemini() as fake:
+        fake.script(*[judge] * 5)
+        args = ["judge", str(tmp_path/"run"), "-o", str(tmp_path/"j"), "--base-url", fake.url, "--model", "gemini-3.5-flash-lite"]
+        assert main(args) == 0
+        assert fake.counts["generate"] == 3
+        assert main(args) == 0 and fake.counts["generate"] == 3     # resumed from the journal: nothing sent again
+    out = capsys.readouterr().out
+    assert "3 requests to send" in out and "estimated cost $" in out and "judge accuracy 0.750 [" in out
+    res = json.loads((tmp_path/"j"/"judge.json").read_text())
+    assert res["judge_accuracy"]["mean"] == 0.75 and res["exact_match_same_rows"]["mean"] == 0.25
