@@ -12,8 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SECRET_NAMES', 'OFFLINE_ENV', 'environment', 'home_dir', 'run_dir', 'image_root', 'seed_everything', 'MissingSecret',
-           'get_secret', 'redact', 'offline_env', 'UserError', 'atomic_path', 'write_csv', 'package_versions',
-           'hardware', 'write_json', 'write_run_info']
+           'get_secret', 'redact', 'offline_env', 'UserError', 'atomic_path', 'write_csv', 'atomic_files',
+           'skip_summary', 'package_versions', 'hardware', 'write_json', 'write_run_info']
 
 # %% ../nbs/00_core.ipynb #eafc35ac
 def environment() -> str:
@@ -133,6 +133,34 @@ def write_csv(df, # a pandas DataFrame
     "`df.to_csv(path, index=False)`, written atomically."
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False, **kwargs)
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #578c73e0
+@contextmanager
+def atomic_files(*paths: str|Path, # the files to write together
+                ):
+    "Yield one temporary path per file; only when all are written are they moved into place, else all are removed."
+    paths = [Path(p) for p in paths]
+    for p in paths: p.parent.mkdir(parents=True, exist_ok=True)
+    tmps = [p.with_name(f".tmp{os.getpid()}-{p.name}") for p in paths]
+    try:
+        yield tmps
+        for t, p in zip(tmps, paths): os.replace(t, p)
+    finally:
+        for t in tmps:
+            if t.exists(): t.unlink()
+
+# %% ../nbs/00_core.ipynb #d5984ad5
+def skip_summary(n: int, # how many records were skipped
+                 what: str, # what they are, plural: 'rows', 'images'
+                 examples: list = (), # the first skipped items or messages
+                 where: str|Path|None = None, # the file holding the full list
+                 k: int = 3, # examples shown
+                ) -> str:
+    "One console line on skipped records: the count, the first `k` examples and where the full list is ('' when none)."
+    if not n: return ""
+    ex = "; ".join(str(e) for e in list(examples)[:k])
+    return (f"{n} {what} skipped" + (f", e.g. {ex}" + ("; ..." if n > k else "") if ex else "")
+            + (f" (full list: {where})" if where else ""))
 
 # %% ../nbs/00_core.ipynb #c3e4e1bd
 _PKGS = ("abovqa", "torch", "torchvision", "transformers", "peft", "accelerate", "bitsandbytes", "google-genai",
