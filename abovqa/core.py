@@ -12,8 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SECRET_NAMES', 'OFFLINE_ENV', 'environment', 'home_dir', 'run_dir', 'image_root', 'seed_everything', 'MissingSecret',
-           'get_secret', 'redact', 'offline_env', 'UserError', 'atomic_path', 'write_csv', 'atomic_files',
-           'skip_summary', 'package_versions', 'hardware', 'write_json', 'write_run_info']
+           'get_secret', 'redact', 'offline_env', 'UserError', 'MissingInput', 'BadInput', 'atomic_path', 'write_csv',
+           'atomic_files', 'skip_summary', 'package_versions', 'hardware', 'write_json', 'write_run_info']
 
 # %% ../nbs/00_core.ipynb #eafc35ac
 def environment() -> str:
@@ -112,6 +112,13 @@ class UserError(Exception):
                  code: int = 1, # exit code: 2 for a usage error, 1 for a run that could not be done
                 ):
         super().__init__(msg); self.code = code
+
+# %% ../nbs/00_core.ipynb #25407736
+class MissingInput(UserError, FileNotFoundError):
+    "An input file or folder that does not exist: a `UserError` (one line, exit 1) and a `FileNotFoundError`."
+
+class BadInput(UserError, ValueError):
+    "An input whose contents are wrong (a missing column, an unreadable table): a `UserError` and a `ValueError`."
 
 # %% ../nbs/00_core.ipynb #9381d3af
 @contextmanager
