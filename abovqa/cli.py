@@ -8,7 +8,7 @@ import argparse, errno, importlib, os, sys
 from .core import UserError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'NotBuilt', 'os_error_message', 'guarded', 'main']
+__all__ = ['COMMANDS', 'NotBuilt', 'os_error_message', 'guarded', 'main', 'script_main']
 
 # %% ../nbs/09_cli.ipynb #e9b57970
 COMMANDS = {  # subcommand: (module:function, one-line help)
@@ -91,3 +91,12 @@ def main(argv: list[str]|None = None, # arguments after `abovqa`; `sys.argv[1:]`
     debug = _debug(argv); argv = [a for a in argv if a != "--debug"]
     ns = _parser().parse_args(argv)
     return guarded(f"abovqa {ns.command}", lambda args: _resolve(ns.command)(args), ns.args, debug)
+
+# %% ../nbs/09_cli.ipynb #a84bf7a8
+def script_main(prog: str, # the script's name, shown before each message
+                fn, # its main: f(argv) -> exit code
+                argv: list[str]|None = None, # its arguments; `sys.argv[1:]` when None
+               ) -> int:
+    "Run a script's `fn(argv)` inside `guarded`, with `--debug` / `ABOVQA_DEBUG=1` for the traceback."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return guarded(prog, fn, [a for a in argv if a != "--debug"], _debug(argv))

@@ -31,7 +31,7 @@ def read_vqa(path: str|Path, # vqa.csv written by `abovqa generate` (or any CSV/
             ) -> tuple[pd.DataFrame, list[str]]:
     "Read a VQA CSV; returns (clean rows, messages about dropped rows). `MissingInput` / `BadInput` name the file."
     path, pq = Path(path), Path(path).suffix == ".parquet"
-    if not path.exists(): raise MissingInput(f"{path}: no such file; pass the vqa.csv written by `abovqa generate`")
+    if not path.exists(): raise MissingInput(f"{path}: no such file; check the path (a VQA table: vqa.csv from `abovqa generate`, or a split's train/val/test.csv)")
     if path.is_dir(): raise BadInput(f"{path} is a folder; pass the CSV file inside it (e.g. {path}/vqa.csv)")
     try: df = pd.read_parquet(path).fillna("").astype(str) if pq else pd.read_csv(path, dtype=str, keep_default_na=False)
     except (ValueError, UnicodeDecodeError, OSError) as e:   # pandas' ParserError and EmptyDataError are ValueErrors
