@@ -5,7 +5,7 @@
 # %% ../nbs/09_cli.ipynb #057026de
 from __future__ import annotations
 import argparse, errno, importlib, os, sys
-from .core import UserError
+from .core import UserError, MissingSecret
 
 # %% auto #0
 __all__ = ['COMMANDS', 'NotBuilt', 'os_error_message', 'guarded', 'main', 'script_main']
@@ -78,7 +78,7 @@ def guarded(prog: str, # name shown before each message, e.g. 'abovqa split'
     except SystemExit as e:   # argparse (2, after its usage line) or a command's own sys.exit
         if e.code is None or isinstance(e.code, int): return e.code or 0
         return say(e.code, 1)
-    except (UserError, NotBuilt) as e: return say(e, getattr(e, "code", 2))
+    except (UserError, NotBuilt, MissingSecret) as e: return say(e, getattr(e, "code", 2))
     except KeyboardInterrupt: return say("interrupted; rerun the same command to continue", 130)
     except OSError as e: return say(os_error_message(e), 1)
     except Exception as e: return say(f"{type(e).__name__}: {e} (rerun with --debug for the traceback)", 1)

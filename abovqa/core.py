@@ -66,7 +66,9 @@ def _importable(name):
 
 # %% ../nbs/00_core.ipynb #d3307221
 class MissingSecret(KeyError):
-    "A required secret was found neither in the environment nor in Kaggle secrets."
+    "A required secret was found neither in the environment nor in Kaggle secrets (the CLI: one line, exit 2)."
+    code = 2
+    def __str__(self): return str(self.args[0]) if self.args else ""   # KeyError would quote the message
 
 def _kaggle_secret(name):
     try: from kaggle_secrets import UserSecretsClient

@@ -105,7 +105,7 @@ CASES = [  # (id, command, args ({x}: a path from `world`, {out}: a prefilled ou
     ("generate-meta-attribute", "generate", ["{curated}", "--images", "{images}", "-o", "{out}", "--backend", "metadata", "--meta-attributes", "smell", "--no-hf", T], 2, "smell", C),
     ("generate-max-attempts-0", "generate", ["{curated}", "--images", "{images}", "-o", "{out}", "--backend", "metadata", "--max-attempts", "0", "--no-hf", T], 2, "--max-attempts", C),
     ("generate-workers-0", "generate", ["{curated}", "--images", "{images}", "-o", "{out}", "--backend", "metadata", "--workers", "0", "--no-hf", T], 2, "--workers", C),
-    ("generate-no-key", "generate", ["{curated}", "--images", "{images}", "-o", "{out}", "--backend", "gemini", "--no-hf", T], 2, "GEMINI_API_KEY", None),
+    ("generate-no-key", "generate", ["{curated}", "--images", "{images}", "-o", "{out}", "--backend", "gemini", "--no-hf", T], 2, "re:^abovqa generate: GEMINI_API_KEY is not set", None),
     # split
     ("split-vqa-missing", "split", ["{nope.csv}", "-o", "{out}"], 1, "nope.csv: no such file", None),
     ("split-vqa-columns", "split", ["{no_answer.csv}", "-o", "{out}"], 1, "missing column(s) ['answer']", None),
