@@ -12,18 +12,22 @@ __all__ = ['STAGES', 'METRICS', 'SIGNIFICANCE_COLUMNS', 'STAGE_COLORS', 'NORMALI
            'run_stage', 'load_run', 'load_runs', 'results_table', 'significance', 'add_significance', 'table_markdown',
            'plot_metrics', 'training_log', 'plot_training', 'answer_forms', 'plot_answer_forms', 'question_types',
            'plot_question_types', 'load_predictions', 'gallery', 'normalizer_table', 'question_type_intervals',
-           'reference_quality', 'statistics_markdown', 'write_statistics', 'build_report', 'report_cli']
+           'reference_quality', 'statistics_markdown', 'write_statistics', 'row_sources', 'build_report', 'report_cli']
 
 # %% ../nbs/07_report.ipynb #f4b50c9b
 import matplotlib
 import pandas as pd
+
+# %% ../nbs/07_report.ipynb #67d35a04
+import warnings
+from .core import UserError, MissingInput, BadInput, atomic_path, atomic_files, write_csv, write_json
 
 # %% ../nbs/07_report.ipynb #9ddcdfd4
 def find_runs(root: str|Path, # folder to search recursively
              ) -> list[Path]:
     "Every run folder under `root` (itself included): `run.json` plus `metrics.json` or `trainer_state.json`."
     root = Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f"runs folder not found: {root}")
+    if not root.is_dir(): raise MissingInput(f"runs folder not found: {root}; pass the folder holding the evaluate/finetune run folders")
     found = {p.parent for p in root.rglob("run.json")}
     return sorted(d for d in found if (d/"metrics.json").exists() or _trainer_state_path(d))
 
@@ -55,20 +59,58 @@ def run_stage(config: dict) -> str:
 def load_run(path: str|Path, # a run folder
             ) -> dict:
     "The run's name, model, stage and time, plus its metrics.json and training log history when present."
-    path = Path(path); info = _read_json(path/"run.json"); cfg = info.get("config", {})
+    path = Path(path); info = _read_json(path/"run.json")
+    if not isinstance(info, dict) or not isinstance(cfg := info.get("config", {}), dict):
+        raise ValueError(f"{path/'run.json'}: not a run record (a JSON object with a `config` object)")
     run = dict(path=path, name=path.name, model=model_label(cfg), stage=run_stage(cfg), time=info.get("time", ""),
                config=cfg, metrics=None, log_history=None)
     if (path/"metrics.json").exists(): run["metrics"] = _read_json(path/"metrics.json")
     if (ts := _trainer_state_path(path)): run["log_history"] = _read_json(ts).get("log_history", [])
+    return _checked(run)
+
+def _checked(run):
+    "`run`, or ValueError naming the file whose contents are not what evaluate and finetune write."
+    m, p = run["metrics"], run["path"]
+    if m is not None and not (isinstance(m, dict) and isinstance(m.get("summary", {}), dict)):
+        raise ValueError(f"{p/'metrics.json'}: not a metrics record (a JSON object with a `summary` object)")
+    if run["log_history"] is not None and not isinstance(run["log_history"], list):
+        raise ValueError(f"{p}: trainer_state.json `log_history` is not a list")
     return run
 
 # %% ../nbs/07_report.ipynb #7a244413
 STAGES = ("zero-shot", "fine-tuned")
 
+def _n(run):
+    "Questions answered by an evaluation run (None when its metrics do not say)."
+    m = run["metrics"] or {}
+    return m.get("n", (m.get("summary") or {}).get("n"))
+
+def _skip(skipped, folder, why):
+    msg = f"{folder}: {why}"
+    if skipped is None: warnings.warn(f"skipping run folder {msg}", stacklevel=3)
+    else: skipped.append(msg)
+
+def _unfinished(root, runs):
+    "Folders holding evaluation outputs that are not complete runs: (folder, what is missing)."
+    have = {r for r in runs}
+    cand = {p.parent for f in ("metrics.json", "predictions.csv") for p in Path(root).rglob(f)} - have
+    return sorted((c, "no run.json" if not (c/"run.json").exists() else "no metrics.json (an unfinished evaluation? rerun it)")
+                  for c in cand)
+
 def load_runs(root: str|Path, # folder to search recursively
+              skipped: list|None = None, # gets "folder: reason" for every folder left out; None: a warning each
              ) -> list[dict]:
-    "`load_run` for every run folder under `root`, sorted by model, stage and time."
-    runs = [load_run(p) for p in find_runs(root)]
+    "`load_run` for every run folder under `root`, sorted by model, stage and time; malformed and empty runs are skipped."
+    runs, found = [], find_runs(root)
+    for p in found:
+        try: r = load_run(p)
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as e: _skip(skipped, p, e); continue
+        if r["metrics"] is not None and _n(r) == 0:
+            _skip(skipped, p, "empty evaluation (n = 0): no question was answered" + ("; its training log is kept" if r["log_history"] else ""))
+            if not r["log_history"]: continue
+            r["metrics"] = None
+        runs.append(r)
+    for folder, why in _unfinished(root, found): _skip(skipped, folder, why)
     return sorted(runs, key=lambda r: (r["model"], STAGES.index(r["stage"]), r["time"], r["name"]))
 
 # %% ../nbs/07_report.ipynb #cc8e5957
@@ -326,15 +368,20 @@ def plot_question_types(runs: list[dict], metric: str = "exact_match"):
 
 # %% ../nbs/07_report.ipynb #705c4361
 def load_predictions(runs: list[dict], # from `load_run`; runs without predictions.csv are skipped
+                     skipped: list|None = None, # when given, a malformed predictions.csv is skipped and named here
                     ) -> pd.DataFrame:
     "All runs' predictions.csv in one long table, with `model`, `stage`, `run`, `images` (root) and `question_type`."
     frames = []
     for r in runs:
         p = r["path"]/"predictions.csv"
         if not p.exists(): continue
-        df = pd.read_csv(p, keep_default_na=False)
-        missing = {"image_path", "question", "answer", "prediction", "correct"} - set(df.columns)
-        if missing: raise ValueError(f"{p}: missing columns {sorted(missing)}")
+        try:
+            df = pd.read_csv(p, keep_default_na=False)
+            missing = {"image_path", "question", "answer", "prediction", "correct"} - set(df.columns)
+            if missing: raise ValueError(f"{p}: missing columns {sorted(missing)}")
+        except (ValueError, UnicodeDecodeError) as e:   # pandas' parser errors are ValueErrors
+            if skipped is None: raise
+            skipped.append(f"{r['path']}: {e if str(p) in str(e) else f'{p}: {e}'} (left out of the gallery)"); continue
         frames.append(df.assign(model=r["model"], stage=r["stage"], run=r["name"], images=r["config"].get("images") or ""))
     if not frames: return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
@@ -488,10 +535,20 @@ def write_statistics(runs: list[dict], # from `load_run`
     with atomic_path(out/"statistics.md") as tmp: tmp.write_text(statistics_markdown(sig, norms, qt, refq))
     return files + [out/"statistics.md"]
 
+# %% ../nbs/07_report.ipynb #7799bc02
+def row_sources(table: pd.DataFrame, # from `results_table`
+               ) -> list[dict]:
+    "For each (model, stage) the figures show: the run that fills it, its n, and how many runs it was chosen from."
+    if table.empty: return []
+    counts = table.groupby(["model", "stage"], observed=True).size()
+    return [dict(model=r.model, stage=str(r.stage), run=r.run, n=None if pd.isna(r.n) else int(r.n),
+                 of=int(counts[r.model, r.stage])) for r in _latest(table).itertuples()]
+
 # %% ../nbs/07_report.ipynb #eca0bf94
 def _save(fig, path):
     import matplotlib.pyplot as plt
-    fig.savefig(path, dpi=130); plt.close(fig)
+    with atomic_path(path) as tmp: fig.savefig(tmp, dpi=130)
+    plt.close(fig)
     return path
 
 def build_report(runs_dir: str|Path, # folder holding run folders (searched recursively)
@@ -500,19 +557,24 @@ def build_report(runs_dir: str|Path, # folder holding run folders (searched recu
                 ) -> dict:
     "Write Table 1 (csv, md) and the figures for every run under `runs_dir`; returns the table and file paths."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(runs_dir)
-    if not runs: raise FileNotFoundError(f"no run folders (run.json + metrics.json or trainer_state.json) under {runs_dir}")
-    table = results_table(runs); files = []
-    table.to_csv(out/"table.csv", index=False); files.append(out/"table.csv")
-    (out/"table.md").write_text(table_markdown(table)); files.append(out/"table.md")
+    skipped = []; runs = load_runs(runs_dir, skipped)
+    if not runs and skipped: raise BadInput(f"no valid run folder under {runs_dir}: {len(skipped)} skipped, e.g. {skipped[0]}")
+    if not runs: raise MissingInput(f"no run folders (run.json + metrics.json or trainer_state.json) under {runs_dir}; "
+                                    "pass the folder holding the evaluate/finetune run folders")
+    table = results_table(runs); sources = row_sources(table)
+    with atomic_files(out/"table.csv", out/"table.md", out/"report.json") as (csv, md, rep):
+        table.to_csv(csv, index=False); md.write_text(table_markdown(table))
+        write_json(dict(runs=[str(r["path"]) for r in runs], rows=sources, skipped=skipped), rep)
+    files = [out/"table.csv", out/"table.md", out/"report.json"]
     if not table.empty: files.append(_save(plot_metrics(table), out/"metrics.png"))
     if any(r["log_history"] for r in runs): files.append(_save(plot_training(runs), out/"training.png"))
     if _eval_runs(runs, "answer_form"): files.append(_save(plot_answer_forms(runs), out/"answer_form.png"))
     if _eval_runs(runs, "by_question_type"): files.append(_save(plot_question_types(runs), out/"question_types.png"))
-    preds = load_predictions(runs)
+    preds = load_predictions(runs, skipped)
     if len(preds) and (images_root or preds.images.astype(bool).any()): files.append(_save(gallery(preds, images_root, wrong="any"), out/"gallery.png"))
     files += write_statistics(runs, out)   # significance, normaliser sensitivity, per-type intervals, reference quality
     return dict(runs=len(runs), table=table, files=files)
+
 
 # %% ../nbs/07_report.ipynb #3d0bd858
 def report_cli(argv: list[str]|None = None, # arguments after `abovqa report`
@@ -523,10 +585,16 @@ def report_cli(argv: list[str]|None = None, # arguments after `abovqa report`
     p.add_argument("-o", "--out", default=None, help="report folder (default: RUNS_DIR/report)")
     p.add_argument("--images-root", default=None, help="images folder (ABO images/small) for gallery.png; default: each run's config `images`")
     a = p.parse_args(argv)
+    if a.out and Path(a.out).is_file(): raise UserError(f"-o {a.out} is a file, not a folder: pass a folder for the report", code=2)
+    if a.images_root and not Path(a.images_root).is_dir():
+        raise UserError(f"--images-root {a.images_root}: no such folder; pass the ABO images/small folder, or leave it out", code=2)
     matplotlib.use("Agg")
-    try: res = build_report(a.runs_dir, a.out or Path(a.runs_dir)/"report", a.images_root)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"abovqa report: {e}", file=sys.stderr); return 1
+    res = build_report(a.runs_dir, a.out or Path(a.runs_dir)/"report", a.images_root)   # errors: abovqa.cli.guarded
+    for msg in res["skipped"][:10]: print(f"abovqa report: warning: skipping {msg}", file=sys.stderr)
+    if len(res["skipped"]) > 10: print(f"abovqa report: warning: {len(res['skipped'])} run folders skipped in all "
+                                       f"(full list: {Path(res['files'][2])})", file=sys.stderr)
     print(table_markdown(res["table"]))
+    for s in res["sources"]:
+        print(f"{s['model']} / {s['stage']}: run {s['run']} (n={s['n']})" + (f", the latest of {s['of']}" if s["of"] > 1 else ""))
     print(f"{res['runs']} run folders -> " + ", ".join(str(f) for f in res["files"]))
     return 0
