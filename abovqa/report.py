@@ -573,7 +573,7 @@ def build_report(runs_dir: str|Path, # folder holding run folders (searched recu
     preds = load_predictions(runs, skipped)
     if len(preds) and (images_root or preds.images.astype(bool).any()): files.append(_save(gallery(preds, images_root, wrong="any"), out/"gallery.png"))
     files += write_statistics(runs, out)   # significance, normaliser sensitivity, per-type intervals, reference quality
-    return dict(runs=len(runs), table=table, files=files)
+    return dict(runs=len(runs), table=table, files=files, skipped=skipped, sources=sources)
 
 
 # %% ../nbs/07_report.ipynb #3d0bd858
