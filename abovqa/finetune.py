@@ -20,13 +20,14 @@ from .models import get_adapter
 from .split import read_vqa
 
 # %% auto #0
-__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'WANDB_FILE', 'RELEASE_IGNORE', 'KNOWN_CONFIGS', 'VISION_CHOICES', 'T4_GIB',
-           'CUDA_CONTEXT_GIB', 'RESERVE', 'ABO_SIDE', 'scale_batch', 'training_kwargs', 'VQADataset', 'VQACollator',
-           'lora_layers', 'double_wrapped', 'add_lora', 'check_trainable_fp32', 'dist_info', 'device_map_for',
-           'launch_command', 'last_checkpoint', 'adopt_checkpoint', 'fetch_hub_checkpoint', 'wandb_run_id',
-           'start_wandb', 'model_card', 'push_run', 'base_config', 'train_dtype', 'load_base', 'weight_rows',
-           'sample_tokens', 'activation_gib', 'memory_plan', 'format_plan', 'plan_remedies', 'check_plan',
-           'NonFiniteGuard', 'already_finished', 'finetune', 'finetune_cli']
+__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'WANDB_FILE', 'BEST_FILE', 'BEST_DIR', 'RELEASE_IGNORE', 'KNOWN_CONFIGS',
+           'VISION_CHOICES', 'T4_GIB', 'CUDA_CONTEXT_GIB', 'RESERVE', 'ABO_SIDE', 'scale_batch', 'training_kwargs',
+           'VQADataset', 'VQACollator', 'lora_layers', 'double_wrapped', 'add_lora', 'check_trainable_fp32',
+           'dist_info', 'device_map_for', 'launch_command', 'checkpoint_fault', 'last_checkpoint', 'adopt_checkpoint',
+           'fetch_hub_checkpoint', 'BestCheckpoint', 'restore_best', 'wandb_run_id', 'start_wandb', 'model_card',
+           'push_run', 'base_config', 'train_dtype', 'load_base', 'weight_rows', 'sample_tokens', 'activation_gib',
+           'memory_plan', 'format_plan', 'plan_remedies', 'check_plan', 'NonFiniteGuard', 'already_finished',
+           'finetune', 'finetune_cli']
 
 # %% ../nbs/06_finetune.ipynb #4f67331c
 COMMON = dict(weight_decay=0.01, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
@@ -198,29 +199,63 @@ def _strip_gpus(argv: list[str]) -> list[str]:
         out.append(a)
     return out
 
+# %% ../nbs/06_finetune.ipynb #aab174af
+import zipfile
+from safetensors import safe_open
+
 # %% ../nbs/06_finetune.ipynb #8010bddc
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
+def checkpoint_fault(ckpt: str|Path, # a checkpoint-N folder
+                    ) -> str|None:
+    "Why `ckpt` cannot be resumed from (no or unreadable trainer state, truncated safetensors, corrupt .pt/.bin), or None."
+    ckpt = Path(ckpt)
+    if not (ckpt/"trainer_state.json").is_file(): return "no trainer_state.json (killed while saving)"
+    try: json.loads((ckpt/"trainer_state.json").read_text())
+    except (ValueError, UnicodeDecodeError) as e: return f"trainer_state.json is not JSON ({e})"
+    for f in sorted(ckpt.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt"): pass                 # checks the header and that the file covers it
+        except Exception as e: return f"{f.name} is unreadable ({e})"
+    for f in sorted(p for p in ckpt.iterdir() if p.suffix in (".pt", ".pth", ".bin")):
+        try:
+            with zipfile.ZipFile(f) as z: bad = z.testzip()    # torch.save files are zip archives with CRCs
+        except (zipfile.BadZipFile, OSError, EOFError) as e: bad = str(e) or type(e).__name__
+        if bad: return f"{f.name} is corrupt (bad data in {bad})"
+    return None
+
+def _set_aside(p: Path, prefix: str) -> Path:
+    dst = p.with_name(f"{prefix}{p.name}")
+    for i in range(2, 1000):
+        if not dst.exists(): break
+        dst = p.with_name(f"{prefix}{p.name}-{i}")
+    return p.rename(dst)
+
 def last_checkpoint(run: str|Path, # the run folder
                    ) -> Path|None:
-    "The newest complete `checkpoint-N` in `run`; incomplete ones are renamed `_incomplete-checkpoint-N`."
+    "The newest checkpoint-N in `run` that loads; faulty newer ones are set aside (`_incomplete-`/`_bad-`) with a warning."
     run = Path(run)
     if not run.is_dir(): return None
     ckpts = sorted((int(m[1]), p) for p in run.iterdir() if p.is_dir() and (m := _CKPT.match(p.name)))
     for step, p in reversed(ckpts):
-        if (p/"trainer_state.json").is_file(): return p
-        p.rename(run/f"_incomplete-{p.name}")
+        why = checkpoint_fault(p)
+        if why is None: return p
+        dst = _set_aside(p, "_incomplete-" if why.startswith("no trainer_state") else "_bad-")
+        print(f"warning: {p.name} cannot be resumed from: {why}; set aside as {dst.name}, trying the previous one",
+              file=sys.stderr, flush=True)
     return None
 
 # %% ../nbs/06_finetune.ipynb #33c8dbc1
 WANDB_FILE = "wandb_run.json"
+BEST_FILE, BEST_DIR = "best_checkpoint.json", "best-checkpoint"   # in the run folder / on the Hub repo
+
+def _step(ckpt: Path) -> int: return json.loads((Path(ckpt)/"trainer_state.json").read_text())["global_step"]
 
 def adopt_checkpoint(src: str|Path, # a downloaded `last-checkpoint` folder
                      run: str|Path, # the run folder
                     ) -> Path:
     "Move a checkpoint folder into `run` as `checkpoint-<global_step>`."
-    step = json.loads((Path(src)/"trainer_state.json").read_text())["global_step"]
-    dst = Path(run)/f"checkpoint-{step}"
+    dst = Path(run)/f"checkpoint-{_step(src)}"
     shutil.move(str(src), dst)
     return dst
 
@@ -228,14 +263,61 @@ def fetch_hub_checkpoint(repo: str, # Hub repo the checkpoints were pushed to
                          run: str|Path, # the (empty) run folder
                          token: str|None = None,
                         ) -> Path|None:
-    "Download `repo/last-checkpoint` (and the wandb id) into `run`; None when the repo has none."
-    from huggingface_hub import snapshot_download
+    "Download `repo/last-checkpoint`, `best-checkpoint` (and the wandb id) into `run`; None when the repo has no checkpoint."
+    import huggingface_hub
     from huggingface_hub.errors import RepositoryNotFoundError
     tmp = Path(run)/"_hub"
-    try: snapshot_download(repo, allow_patterns=["last-checkpoint/*", WANDB_FILE], local_dir=tmp, token=token)
+    try: huggingface_hub.snapshot_download(repo, allow_patterns=["last-checkpoint/*", f"{BEST_DIR}/*", WANDB_FILE, BEST_FILE],
+                                           local_dir=tmp, token=token)
     except RepositoryNotFoundError: return None          # first session: the Trainer creates the repo later
-    if (tmp/WANDB_FILE).is_file() and not (Path(run)/WANDB_FILE).exists(): shutil.copy(tmp/WANDB_FILE, run)
-    return adopt_checkpoint(tmp/"last-checkpoint", run) if (tmp/"last-checkpoint"/"trainer_state.json").is_file() else None
+    for f in (WANDB_FILE, BEST_FILE):
+        if (tmp/f).is_file() and not (Path(run)/f).exists(): shutil.copy(tmp/f, run)
+    if not (tmp/"last-checkpoint"/"trainer_state.json").is_file(): return None
+    last = adopt_checkpoint(tmp/"last-checkpoint", run)
+    best = tmp/BEST_DIR
+    if (best/"trainer_state.json").is_file() and not (Path(run)/f"checkpoint-{_step(best)}").exists(): adopt_checkpoint(best, run)
+    return last
+
+# %% ../nbs/06_finetune.ipynb #c199f48c
+_NO_OPTIM = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth"]
+
+class BestCheckpoint(TrainerCallback):
+    "At every new best eval: record it in `run/best_checkpoint.json` and (with a repo) push the checkpoint to `REPO/best-checkpoint`."
+    def __init__(self, run: str|Path, # the run folder
+                 repo: str|None = None, # Hub repo of the checkpoints; None: local record only
+                 token: str|None = None, # HF token
+                ): self.run, self.repo, self.token = Path(run), repo, token
+    def on_save(self, args, state, control, **kw):
+        if not state.is_world_process_zero or not state.best_global_step or state.best_global_step != state.global_step: return
+        ckpt = self.run/f"checkpoint-{state.global_step}"
+        rec = dict(step=state.global_step, metric=args.metric_for_best_model, value=state.best_metric, checkpoint=ckpt.name)
+        write_json(rec, self.run/BEST_FILE)
+        if self.repo is None or not ckpt.is_dir(): return
+        from huggingface_hub import HfApi
+        try:
+            api = HfApi(token=self.token)
+            api.upload_folder(repo_id=self.repo, folder_path=str(ckpt), path_in_repo=BEST_DIR, ignore_patterns=_NO_OPTIM,
+                              delete_patterns=["*"], commit_message=f"best checkpoint: step {state.global_step}")
+            api.upload_file(path_or_fileobj=str(self.run/BEST_FILE), path_in_repo=BEST_FILE, repo_id=self.repo,
+                            commit_message=f"best checkpoint: step {state.global_step}")
+        except Exception as e:   # a failed upload must not stop training; the local record stays
+            print(f"warning: could not push the best checkpoint to {self.repo}: {e}", file=sys.stderr, flush=True)
+
+def restore_best(run: str|Path, # the run folder
+                 resume: str|Path, # the checkpoint the run resumes from
+                ) -> Path|None:
+    "Point `resume`'s trainer state at the best checkpoint's folder in `run` (the Trainer drops a missing one); returns it."
+    run, f = Path(run), Path(resume)/"trainer_state.json"
+    state = json.loads(f.read_text())
+    k = state.get("best_global_step")
+    if not k: return None
+    best = run/f"checkpoint-{k}"
+    if not best.is_dir():
+        print(f"warning: the best checkpoint (step {k}, {state.get('best_metric')}) is not in {run}: the final adapter "
+              "will be the best of the checkpoints still here", file=sys.stderr, flush=True)
+        return None
+    if state.get("best_model_checkpoint") != str(best): write_json({**state, "best_model_checkpoint": str(best)}, f)
+    return best
 
 # %% ../nbs/06_finetune.ipynb #c0679fe2
 def wandb_run_id(run: str|Path, # the run folder
@@ -403,8 +485,9 @@ def weight_rows(model) -> list[dict]:
         dt, b = _bytes(p)
         r = acc.setdefault((_part(n), dt), dict(component=_part(n), dtype=dt, params=0, gib=0.0))
         r["params"] += p.numel(); r["gib"] += b / 2**30
-    big = [r for r in acc.values() if r["gib"] >= 0.01]
-    small = [r for r in acc.values() if r["gib"] < 0.01]
+    cut = 0.005 * sum(r["gib"] for r in acc.values())                  # rows under 0.5% of the weights are merged
+    big = [r for r in acc.values() if r["gib"] >= cut]
+    small = [r for r in acc.values() if r["gib"] < cut]
     if small: big.append(dict(component="norms, biases, small layers", dtype="mixed",
                               params=sum(r["params"] for r in small), gib=sum(r["gib"] for r in small)))
     return sorted(big, key=lambda r: -r["gib"])
@@ -474,7 +557,7 @@ def format_plan(plan: dict) -> str:
     "The plan as a printable table."
     df = pd.DataFrame(plan["rows"])
     df["params"] = [("" if p is None or p != p else f"{p/1e9:.2f} B" if p >= 1e8 else f"{p/1e6:.1f} M") for p in df.params]
-    df["GiB"] = df.pop("gib").round(2)
+    df["GiB"] = df.pop("gib").round(3)
     tail = f"total {plan['total_gib']:.2f} GiB per GPU"
     if plan["budget_gib"] is not None:
         tail += (f" of {plan['budget_gib']:.2f} GiB: " + ("fits" if plan["fits"] else "DOES NOT FIT")
@@ -512,8 +595,9 @@ class NonFiniteGuard(TrainerCallback):
         elif not _finite(getattr(out, "logits", None)): self.bad = "logits"
     def _stop(self, what, args, step):
         if self.hook is not None: self.hook.remove(); self.hook = None
-        why = "fp16 overflow (T4s have no bf16)" if args.fp16 else "divergence (fp32: the learning rate is too high)"
-        raise UserError(f"training stopped at step {step}: the {what} is NaN/inf, most likely {why}; lower --lr "
+        where = " in fp16" if args.fp16 else ""
+        raise UserError(f"training stopped at step {step}: the {what} is NaN/inf{where}: an fp16 overflow (T4s have no bf16) "
+                        f"or a learning rate too high; lower --lr "
                         f"(now {args.learning_rate:g}), keep --set max_grad_norm=1.0, for Qwen use --vision fp32; "
                         "checkpoints before this step are kept, rerun to resume", code=1)
     def on_train_begin(self, args, state, control, model=None, **kw):
@@ -676,7 +760,9 @@ def finetune(model: str, # family: blip, llava or qwen
     args = TrainingArguments(output_dir=str(out), hub_token=token, **targs)   # also joins the process group
     with args.main_process_first(local=False, desc="choosing the checkpoint to resume from"):
         last = last_checkpoint(out)                           # rank 0 renames incomplete ones, then the others look
-        if last is None and hub_checkpoints and d["rank"] == 0: last = fetch_hub_checkpoint(push_to_hub, out, token)
+        if last is None and hub_checkpoints and d["rank"] == 0:
+            if fetch_hub_checkpoint(push_to_hub, out, token) is not None: last = last_checkpoint(out)
+        if last is not None and d["rank"] == 0: restore_best(out, last)   # the Trainer drops a best folder it cannot find
     set_seed(seed)
     ad = get_adapter(model)
     base, proc = load_base(model, model_path, quant, cuda, device_map_for(cuda, d["world"], d["local_rank"], device_map), vision)
@@ -698,7 +784,8 @@ def finetune(model: str, # family: blip, llava or qwen
         write_run_info(out, config, status="running", rerun=rerun)
         if wandb_project: start_wandb(out, wandb_project, kw.get("run_name") or out.name, config)
     trainer = Trainer(model=pm, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=proc,
-                      data_collator=VQACollator(ad, proc), callbacks=[NonFiniteGuard(), *(callbacks or [])])
+                      data_collator=VQACollator(ad, proc), callbacks=[NonFiniteGuard(), BestCheckpoint(out, push_to_hub if hub_checkpoints else None, token),
+                                 *(callbacks or [])])
     check_trainable_fp32(pm)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.save_model(str(out)); trainer.save_state()
