@@ -166,7 +166,8 @@ class ScriptedEval(TrainerCallback):
         metrics["eval_loss"] = self.losses[state.global_step]
 
 
-def test_best_checkpoint_survives_a_new_session_through_the_hub(split, tmp_path, monkeypatch):
+@pytest.mark.parametrize("max_steps", [24, 12])   # 12: killed after the last save, the new session only finishes up
+def test_best_checkpoint_survives_a_new_session_through_the_hub(split, tmp_path, monkeypatch, max_steps):
     import huggingface_hub, transformers.trainer
     hub = FakeHub(tmp_path / "hub")
     monkeypatch.setattr(transformers.trainer, "hf_api", lambda: hub)
@@ -174,7 +175,7 @@ def test_best_checkpoint_survives_a_new_session_through_the_hub(split, tmp_path,
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
     losses = {4: 0.9, 8: 0.3, 12: 0.6, 16: 0.5, 20: 0.45, 24: 0.4}       # best at step 8, in session 1
-    kw = dict(max_steps=24, push_to_hub="me/abovqa-blip", hub_checkpoints=True)
+    kw = dict(max_steps=max_steps, push_to_hub="me/abovqa-blip", hub_checkpoints=True)
     s1 = tmp_path / "session1"
     with pytest.raises(KeyboardInterrupt): run(split, s1, callbacks=[ScriptedEval(losses), KillAfterSave(12)], **kw)
     repo = hub.repo("me/abovqa-blip")
@@ -182,6 +183,7 @@ def test_best_checkpoint_survives_a_new_session_through_the_hub(split, tmp_path,
     assert (repo / "best-checkpoint" / "adapter_model.safetensors").is_file()
     assert not (repo / "best-checkpoint" / "optimizer.pt").exists()
     best = load_file(s1 / "checkpoint-8" / "adapter_model.safetensors")
+    shutil.rmtree(s1)                                                     # session 1's machine is gone
     s2 = tmp_path / "session2"                                            # a fresh machine: empty run folder
     run(split, s2, callbacks=[ScriptedEval(losses)], **kw)
     info = json.loads((s2 / "run.json").read_text())
@@ -189,6 +191,6 @@ def test_best_checkpoint_survives_a_new_session_through_the_hub(split, tmp_path,
     assert info["config"]["best_checkpoint"] == str(s2 / "checkpoint-8") and info["metrics"]["best_eval_loss"] == 0.3
     final = load_file(s2 / "adapter_model.safetensors")
     assert final.keys() == best.keys() and all(torch.equal(final[k], best[k]) for k in best)
-    last = load_file(s2 / "checkpoint-24" / "adapter_model.safetensors")
+    last = load_file(s2 / f"checkpoint-{max_steps}" / "adapter_model.safetensors")
     assert not all(torch.equal(last[k], best[k]) for k in best)         # the last one differs: the best was chosen
     assert json.loads((s2 / "best_checkpoint.json").read_text())["step"] == 8
