@@ -583,7 +583,10 @@ def check_plan(plan: dict):
 
 # %% ../nbs/06_finetune.ipynb #442190ad
 def _finite(x) -> bool:
-    return x is None or bool(torch.isfinite(torch.as_tensor(x)).all())
+    "x is None or has no NaN/inf (two reductions: no tensor-sized temporary for 152k-vocabulary logits)."
+    if x is None: return True
+    x = torch.as_tensor(x).detach()
+    return bool(torch.isfinite(x.amax()) & torch.isfinite(x.amin())) if x.numel() else True
 
 class NonFiniteGuard(TrainerCallback):
     "Stop with a one-line `UserError` when the training loss or logits (first steps) or a logged loss is NaN/inf."
@@ -598,7 +601,8 @@ class NonFiniteGuard(TrainerCallback):
         where = " in fp16" if args.fp16 else ""
         raise UserError(f"training stopped at step {step}: the {what} is NaN/inf{where}: an fp16 overflow (T4s have no bf16) "
                         f"or a learning rate too high; lower --lr "
-                        f"(now {args.learning_rate:g}), keep --set max_grad_norm=1.0, for Qwen use --vision fp32; "
+                        f"(now {args.learning_rate:g}), keep --set max_grad_norm=1.0, for Qwen try --vision fp32 --batch-size 4 "
+                        "--grad-accum 2 (fits a T4); "
                         "checkpoints before this step are kept, rerun to resume", code=1)
     def on_train_begin(self, args, state, control, model=None, **kw):
         if model is not None and self.hook is None: self.hook = model.register_forward_hook(self._forward)

@@ -68,9 +68,9 @@ def test_plan_computes_for_the_tiny_models(family):
 
 
 def test_a_tiny_budget_is_refused_before_training(split, tmp_path, capsys):
-    out = tmp_path / "run"
-    data, images = split
-    rc = cli.main(["finetune", "--model", "blip", "--model-path", str(TINY["blip"]()), "--data", str(data),
+    out, (data, images), model = tmp_path / "run", split, str(TINY["blip"]())
+    capsys.readouterr()
+    rc = cli.main(["finetune", "--model", "blip", "--model-path", model, "--data", str(data),
                    "--images", str(images), "-o", str(out), "--gpu-memory", "0.05", "--max-steps", "2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "Traceback" not in err[0], err
