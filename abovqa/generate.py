@@ -386,7 +386,7 @@ class RateLimiter:
                  rpd: int|None = None, # the user's cap in requests per quota day (None: none, the server's daily 429 rules)
                  used_today: int = 0, # requests already made today (from the journal)
                  model: str = "", clock=time.monotonic,
-                 grow: float = 0.25, # requests per minute added to the pace by each success
+                 grow: float = 0.5, # requests per minute added to the pace by each success
                  window: float|None = None, # the server's quota window, `QUOTA_WINDOW_S` by default: at most one cut per window
                  min_rpm: float = 1.0, # the slowest pace
                 ):
