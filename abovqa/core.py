@@ -88,12 +88,25 @@ def get_secret(name: str, # e.g. 'GEMINI_API_KEY'
 # %% ../nbs/00_core.ipynb #9a38ef72
 SECRET_NAMES = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
+from functools import lru_cache
+@lru_cache(maxsize=64)
+def _secret_forms(v: str) -> tuple:
+    "The spellings of secret `v` that output can hold: as is, repr'd (str or bytes), URL-quoted, and each JSON-escaped once or twice."
+    from urllib.parse import quote, quote_plus
+    base = {v, repr(v)[1:-1], repr(v.encode())[2:-1], quote(v, safe=""), quote_plus(v)}
+    forms = set(base)
+    for f in base:
+        for a in (True, False):
+            j = json.dumps(f, ensure_ascii=a)[1:-1]; forms |= {j, json.dumps(j, ensure_ascii=a)[1:-1]}
+    return tuple(sorted((f for f in forms if len(f) >= 4), key=len, reverse=True))
+
 def redact(text: str, # text that may contain a key
            extra: tuple = (), # more secret values to hide
           ) -> str:
-    "`text` with the values of known secrets replaced by '***'."
+    "`text` with the values of known secrets, in any escaped spelling, replaced by '***'."
     for v in [os.environ.get(n) for n in SECRET_NAMES] + list(extra):
-        if v and len(v) >= 4: text = text.replace(v, "***")
+        if v and len(v) >= 4:
+            for f in _secret_forms(v): text = text.replace(f, "***")
     return text
 
 # %% ../nbs/00_core.ipynb #1b14098d
