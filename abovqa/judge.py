@@ -67,11 +67,11 @@ class JudgeBackend:
     "One judge request through an injected `google.genai.Client`."
     def __init__(self, client, model: str, max_output_tokens: int = 16):
         from google.genai import types
-        from abovqa.generate import thinking_config
+        from abovqa.generate import sampling_fixed, thinking_config
         self.client, self.model = client, model
         self.params = type("P", (), {"model": model})()   # call_with_retries names the model in quota messages
-        self.config = types.GenerateContentConfig(max_output_tokens=max_output_tokens, candidate_count=1,
-                                                  thinking_config=thinking_config(model))
+        kw = {} if sampling_fixed(model) else dict(candidate_count=1)   # new models answer 400 to sampling fields
+        self.config = types.GenerateContentConfig(max_output_tokens=max_output_tokens, thinking_config=thinking_config(model), **kw)
     def __call__(self, row: dict) -> dict:
         resp = self.client.models.generate_content(model=self.model, contents=[row["prompt"]], config=self.config)
         u = resp.usage_metadata
@@ -168,4 +168,4 @@ def judge_cli(argv: list[str]|None = None, # arguments after `abovqa judge`
     print(f"judge accuracy {fmt_ci(ja['mean'], ja['ci'])}  exact match {fmt_ci(em['mean'], em['ci'])}  "
           f"({res['judged']} answers, {res['failed']} without a verdict)")
     print(f"wrote {a.out}/judgements.csv, judge.json")
-    return 0
+    return 1 if res["failed"] else 0   # answers without a verdict: the work is not done (a rerun asks them again)
