@@ -19,7 +19,7 @@ __all__ = ['np', 'pd', 'pa', 'pa_csv', 'pq', 'Image', 'ATTRIBUTES', 'JUNK_BULLET
            'curate', 'curate_cli']
 
 # %% ../nbs/01_curate.ipynb #16c0ebb7
-import importlib, orjson
+import importlib, orjson, queue, threading
 from tqdm.auto import tqdm
 from .core import write_json
 
@@ -138,17 +138,36 @@ def metadata_text(values: dict[str, str], # attribute -> joined English values
     return "\n".join(f"{a}: {values[a]}" for a in ATTRIBUTES if values.get(a))
 
 # %% ../nbs/01_curate.ipynb #2de58988
+def _read_ahead(path, chunk, depth=4):
+    "Decompressed blocks of a file, read and gunzipped in a thread (zlib releases the GIL) while the caller parses."
+    q, stop = queue.Queue(depth), threading.Event()
+    def put(x):
+        while not stop.is_set():
+            try: q.put(x, timeout=0.1); return
+            except queue.Full: pass
+    def produce():
+        try:
+            with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
+                while not stop.is_set() and (b := f.read1(chunk)): put(b)
+            put(None)
+        except BaseException as e: put(e)   # raised in the caller, after the blocks read before it
+    threading.Thread(target=produce, daemon=True).start()
+    try:
+        while (b := q.get()) is not None:
+            if isinstance(b, BaseException): raise b
+            yield b
+    finally: stop.set()
+
 def listing_lines(path: str|Path, # a listings_*.json.gz (or gunzipped .json) file
                   chunk: int = 1 << 20, # at most this many bytes of decompressed text at a time
                  ):
     "Yield (line number, bytes) for each non-blank line of a listings file, one chunk in memory at a time."
     n, tail = 0, b""
-    with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
-        while block := f.read1(chunk):
-            lines = (tail + block).split(b"\n"); tail = lines.pop()
-            for line in lines:
-                n += 1
-                if line.strip(): yield n, line
+    for block in _read_ahead(path, chunk):
+        lines = (tail + block).split(b"\n"); tail = lines.pop()
+        for line in lines:
+            n += 1
+            if line.strip(): yield n, line
     if tail.strip(): yield n + 1, tail
 
 # %% ../nbs/01_curate.ipynb #fb326ecb
