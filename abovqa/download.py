@@ -99,7 +99,7 @@ def _handler(server):
         def _serve(self, body):
             path = server.folder/self.path.lstrip("/").split("?")[0]
             rng = self.headers.get("Range")
-            with server._lock: server.requests.append((self.command, self.path, rng))
+            with server._lock: server.requests.append((self.command, self.path, rng, time.monotonic()))
             if ".." in self.path or not path.is_file(): self.send_error(404); return
             size, etag, lm, crc = server.meta(path)
             start, end, status = 0, size - 1, 200
@@ -427,7 +427,7 @@ def resume_figures(served: str|Path, # folder with archives/ (see `make_archives
                    kill_after: float = 1.0, # seconds before SIGKILL
                    rate: float = 2e6, # server throughput in bytes/s
                   ) -> dict:
-    "Kill `abovqa download-abo` mid-transfer, rerun it; bytes sent against the archive size and the resume time."
+    "Kill `abovqa download-abo` mid-transfer, rerun it: bytes sent against the archive size, seconds from the rerun's start to its ranged request."
     import signal, subprocess
     size = (Path(served)/ARCHIVES[what]).stat().st_size
     import abovqa
@@ -437,7 +437,9 @@ def resume_figures(served: str|Path, # folder with archives/ (see `make_archives
         p = subprocess.Popen(cmd + ["--base-url", srv.url], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(kill_after); os.kill(p.pid, signal.SIGKILL); p.wait()
         first = srv.sent; state = _load_state(Path(root)/STATE_DIR/f"{what}.json") or dict(offset=0)
-        srv.rate = None; t0 = time.monotonic()
+        srv.rate = None; t0 = time.monotonic(); n0 = len(srv.requests)
         out = subprocess.run(cmd + ["--base-url", srv.url], env=env, capture_output=True, text=True)
+        t1 = time.monotonic(); ranged = [r[3] for r in srv.requests[n0:] if r[0] == "GET"]
         return dict(archive_bytes=size, sent_before_kill=first, resume_offset=state["offset"], sent_total=srv.sent,
-                    overhead=srv.sent/size - 1, resume_seconds=round(time.monotonic() - t0, 2), rc=out.returncode, output=out.stdout.strip())
+                    overhead=srv.sent/size - 1, resume_request_s=round(ranged[0] - t0, 2) if ranged else None,
+                    second_run_s=round(t1 - t0, 2), rc=out.returncode, output=out.stdout.strip())

@@ -79,7 +79,7 @@ def curate_run(root, workers, code=None) -> dict:
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
         r = subprocess.run([sys.executable, "-c", CHILD, str(root), "-o", out, "--quiet", "--workers", str(workers)],
-                           capture_output=True, text=True, env=env)
+                           capture_output=True, text=True, env=env, cwd=out)   # cwd: `-c` puts it first on sys.path
         wall = time.perf_counter() - t
         if r.returncode: sys.exit(f"curate failed:\n{r.stderr}")
         res = json.loads(r.stdout.strip().splitlines()[-1])
