@@ -30,7 +30,7 @@ def timed(name, fn):
         try: return fn(*a, **k)
         finally: stages[name] = stages.get(name, 0) + time.perf_counter() - t
     return run
-for name in ("scan_all", "read_images", "qualifying", "shuffle_unique", "sample_images", "decode_chosen", "curated_table", "write_outputs"):
+for name in ("scan_all", "qualifying", "shuffle_unique", "sample_images", "decode_chosen", "curated_table", "write_outputs"):
     if hasattr(C, name): setattr(C, name, timed(name, getattr(C, name)))
 rc = C.curate_cli(sys.argv[1:])
 t2 = time.perf_counter()
