@@ -10,6 +10,15 @@ one round; CPU seconds (less sensitive to other people's load) are reported besi
     python bench/curate.py                    # 3 rounds, workers 1 and 2
     python bench/curate.py --repeat 5 --workers 1 2 4
     git archive OLD abovqa | tar -x -C /tmp/old && python bench/curate.py --baseline /tmp/old   # before/after in one run
+
+Figures (2026-11-29, `--repeat 3 --workers 1 2 --baseline` = the package before lazy imports and read-ahead; the 2-core
+machine was busy, load average 5.7-6.3, with the floor's wall time 2-5x its CPU time). Each figure is the whole
+command's wall time over the floor's, median of the three rounds:
+    W=2 (default): 1.42x (before: 1.90x); quietest round 0.98x (before: 1.90x)
+    W=1:           1.67x (before: 1.77x)
+    imports: 0.2-0.8 s wall (before: 1.0-5.3 s); `import abovqa.curate` 0.35-0.42 s CPU (before: 1.28-1.44 s)
+    peak memory, main + workers: 701 MB with W=1, 460 MB with W=2 (before: 930 MB; workers now fork without pandas)
+    CPU over the floor's CPU: 1.8-2.2x (W=1), 2.1-2.4x (W=2): the limit whenever no core is free
 """
 import argparse, gzip, json, os, resource, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
