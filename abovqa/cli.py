@@ -13,6 +13,7 @@ __all__ = ['COMMANDS', 'NotBuilt', 'os_error_message', 'guarded', 'main', 'scrip
 # %% ../nbs/09_cli.ipynb #e9b57970
 COMMANDS = {  # subcommand: (module:function, one-line help)
     "sample-abo": ("abovqa.sample:sample_abo_cli", "write a synthetic catalogue in the exact ABO layout"),
+    "download-abo": ("abovqa.download:download_abo_cli", "download ABO's archives and extract them (resumable)"),
     "curate":     ("abovqa.curate:curate_cli", "ABO listings -> curated image table (curated.csv)"),
     "generate":   ("abovqa.generate:generate_cli", "one-word Q&A pairs per image (Gemini or metadata backend)"),
     "split":      ("abovqa.split:split_cli", "train/val/test splits grouped by image"),

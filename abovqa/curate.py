@@ -11,17 +11,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ATTRIBUTES', 'JUNK_BULLETS', 'TEXT_COLUMNS', 'COLUMNS', 'DROP_REASONS', 'CurationError', 'abo_files', 'strip_html',
-           'is_english', 'clean_value', 'english_values', 'enough_english', 'listing_check', 'listing_record',
-           'metadata_text', 'listing_lines', 'scan_listings', 'small_size', 'read_images', 'default_workers',
-           'worker_pool', 'scan_all', 'qualifying', 'shuffle_unique', 'check_image', 'take_verified', 'sample_images',
-           'decode_lines', 'decode_chosen', 'curated_table', 'write_outputs', 'curate', 'curate_cli']
+__all__ = ['np', 'pd', 'pa', 'pa_csv', 'pq', 'Image', 'ATTRIBUTES', 'JUNK_BULLETS', 'TEXT_COLUMNS', 'COLUMNS', 'DROP_REASONS',
+           'CurationError', 'abo_files', 'strip_html', 'is_english', 'clean_value', 'english_values', 'enough_english',
+           'listing_check', 'listing_record', 'metadata_text', 'listing_lines', 'scan_listings', 'small_size',
+           'read_images', 'default_workers', 'worker_pool', 'scan_all', 'qualifying', 'shuffle_unique', 'check_image',
+           'take_verified', 'sample_images', 'decode_lines', 'decode_chosen', 'curated_table', 'write_outputs',
+           'curate', 'curate_cli']
 
 # %% ../nbs/01_curate.ipynb #16c0ebb7
-import numpy as np, orjson, pandas as pd, pyarrow as pa, pyarrow.csv as pa_csv, pyarrow.parquet as pq
-from PIL import Image
+import importlib, orjson, queue, threading
 from tqdm.auto import tqdm
 from .core import write_json
+
+class _Lazy:
+    "A module imported on first use: `abovqa curate` forks its workers and starts reading before numpy, pandas and pyarrow load."
+    def __init__(self, name): self._name, self._mod = name, None
+    def __getattr__(self, attr):
+        if self._mod is None: self._mod = importlib.import_module(self._name)
+        return getattr(self._mod, attr)
+
+np, pd, pa = _Lazy("numpy"), _Lazy("pandas"), _Lazy("pyarrow")
+pa_csv, pq, Image = _Lazy("pyarrow.csv"), _Lazy("pyarrow.parquet"), _Lazy("PIL.Image")
 
 # %% ../nbs/01_curate.ipynb #e555304d
 from .core import UserError, atomic_files, skip_summary
@@ -133,17 +143,36 @@ def metadata_text(values: dict[str, str], # attribute -> joined English values
     return "\n".join(f"{a}: {values[a]}" for a in ATTRIBUTES if values.get(a))
 
 # %% ../nbs/01_curate.ipynb #2de58988
+def _read_ahead(path, chunk, depth=4):
+    "Decompressed blocks of a file, read and gunzipped in a thread (zlib releases the GIL) while the caller parses."
+    q, stop = queue.Queue(depth), threading.Event()
+    def put(x):
+        while not stop.is_set():
+            try: q.put(x, timeout=0.1); return
+            except queue.Full: pass
+    def produce():
+        try:
+            with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
+                while not stop.is_set() and (b := f.read1(chunk)): put(b)
+            put(None)
+        except BaseException as e: put(e)   # raised in the caller, after the blocks read before it
+    threading.Thread(target=produce, daemon=True).start()
+    try:
+        while (b := q.get()) is not None:
+            if isinstance(b, BaseException): raise b
+            yield b
+    finally: stop.set()
+
 def listing_lines(path: str|Path, # a listings_*.json.gz (or gunzipped .json) file
                   chunk: int = 1 << 20, # at most this many bytes of decompressed text at a time
                  ):
     "Yield (line number, bytes) for each non-blank line of a listings file, one chunk in memory at a time."
     n, tail = 0, b""
-    with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
-        while block := f.read1(chunk):
-            lines = (tail + block).split(b"\n"); tail = lines.pop()
-            for line in lines:
-                n += 1
-                if line.strip(): yield n, line
+    for block in _read_ahead(path, chunk):
+        lines = (tail + block).split(b"\n"); tail = lines.pop()
+        for line in lines:
+            n += 1
+            if line.strip(): yield n, line
     if tail.strip(): yield n + 1, tail
 
 # %% ../nbs/01_curate.ipynb #fb326ecb
@@ -237,10 +266,15 @@ def scan_all(paths: list, # listing files
             ) -> tuple[list[dict], pd.DataFrame]:
     "Scan every listings file (in parallel with a pool) and read images.csv; scans come back in file order."
     jobs = [(p, min_english, on_error, 10, pool is None) for p in paths]
-    images_job = pool.apply_async(read_images, (images_csv,)) if pool else None
-    done = pool.imap_unordered(_scan_job, jobs) if pool else map(_scan_job, jobs)
-    scans = list(tqdm(done, total=len(jobs), desc="listings files", unit="file", disable=not progress))
-    images = images_job.get() if pool else read_images(images_csv)
+    if pool:   # the workers scan while this process imports pandas and pyarrow and reads images.csv
+        done = pool.imap_unordered(_scan_job, jobs)
+        images = read_images(images_csv)
+        scans = list(tqdm(done, total=len(jobs), desc="listings files", unit="file", disable=not progress))
+    else:      # one process: images.csv (pyarrow's reader releases the GIL) in a thread beside the scan
+        with ThreadPoolExecutor(1) as ex:
+            images_job = ex.submit(read_images, images_csv)
+            scans = list(tqdm(map(_scan_job, jobs), total=len(jobs), desc="listings files", unit="file", disable=not progress))
+            images = images_job.result()
     order = {Path(p).name: i for i, p in enumerate(paths)}
     return sorted(scans, key=lambda s: order[s["file"]]), images
 
@@ -265,7 +299,7 @@ def shuffle_unique(image_rows: np.ndarray, # images row of each qualifying recor
     return order[~dup], int(dup.sum())
 
 # %% ../nbs/01_curate.ipynb #953e6de3
-_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+def _image_errors(): return (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 def check_image(path: str|Path, # an image file
                ) -> tuple[str|None, int|None, int|None]:
@@ -274,7 +308,7 @@ def check_image(path: str|Path, # an image file
     try:
         with Image.open(path) as im:
             im.load(); return None, *im.size
-    except _IMAGE_ERRORS: return "undecodable_image_file", None, None
+    except _image_errors(): return "undecodable_image_file", None, None
 
 def take_verified(paths: list, # candidate image files, in sample order
                   n: int, # how many good ones are wanted

@@ -53,7 +53,7 @@ def test_metadata_valid(job):
     assert m["enable_gpu"] == (job != "generate-dataset")
     if m["enable_gpu"]: assert m["machine_shape"] == "NvidiaTeslaT4"      # = GPU T4 x2 (kaggle-cli PR #1198)
     assert "docker_image" not in m                                        # a pinned image overrides the accelerator
-    assert m["dataset_sources"] == ["abovqa/abo-small", "abovqa/abovqa-vqa"]
+    assert m["dataset_sources"] == ["abovqa/abovqa-vqa"]                  # ABO comes from download-abo; attaching it is optional
     assert m["competition_sources"] == [] and m["kernel_sources"] == []
     for s in m["dataset_sources"]: assert re.fullmatch(r"[a-z0-9-]+/[a-z0-9-]+", s)
 
@@ -68,7 +68,7 @@ def test_notebook_thin(job):
     kinds = [kind(c) for c in code]
     assert kinds[0] == "pip" and "git+https://github.com/abovqa/abovqa" in code[0].source
     assert kinds[1] == "import" and set(kinds[2:kinds.index("call")]) == {"config"}
-    assert kinds[kinds.index("call"):] == ["call"]*kinds.count("call") and 1 <= kinds.count("call") <= 4
+    assert kinds[kinds.index("call"):] == ["call"]*kinds.count("call") and 1 <= kinds.count("call") <= 5
     assert len(code) <= 9 and sum(len(c.source.splitlines()) for c in code) <= 30
     nbk = nb.metadata["kaggle"]
     assert nbk["isGpuEnabled"] == meta(job)["enable_gpu"] and nbk["isInternetEnabled"] is True
@@ -80,15 +80,18 @@ def test_pip_url_matches_settings():
     for job in JOBS: assert cfg["DEFAULT"]["git_url"] in notebook(job).cells[1].source
 
 
-class _Parsed(BaseException): pass   # not an Exception, so the CLI error boundary lets it through
+class _Parsed(BaseException): pass   # not an Exception: cli.main catches those
 
 
-@pytest.fixture
-def run_notebook(tmp_path, monkeypatch):
-    "Execute a notebook's Python (pip skipped) with fake inputs; return the secrets read and the argv of each call."
-    import abovqa.cli, abovqa.core
-    inputs = {h: tmp_path/"input"/h.split("/")[1] for h in ["abovqa/abo-small", "abovqa/abovqa-vqa"]}
+@pytest.fixture(params=["downloaded", "attached"])
+def run_notebook(tmp_path, monkeypatch, request):
+    "Execute a notebook's Python (pip skipped) with fake inputs, ABO attached or not; return the secrets read and the argv of each call."
+    import abovqa.cli, abovqa.core, abovqa.download
+    handles = ["abovqa/abovqa-vqa"] + (["abovqa/abo-small"] if request.param == "attached" else [])
+    inputs = {h: tmp_path/"input"/h.split("/")[1] for h in handles}
     for p in inputs.values(): p.mkdir(parents=True)
+    monkeypatch.setattr(abovqa.download, "KAGGLE_INPUT", tmp_path/"input")
+    monkeypatch.setattr(abovqa.download, "KAGGLE_TEMP", tmp_path/"temp")
     (inputs["abovqa/abovqa-vqa"]/"README.md").write_text("previous session")
     monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=lambda h: str(inputs[h])))
     monkeypatch.setenv("ABOVQA_HOME", str(tmp_path/"working"))
@@ -113,14 +116,22 @@ def test_notebook_runs_its_commands(job, run_notebook):
     assert ("GEMINI_API_KEY" in names) == (job == "generate-dataset")
     cmds = [c[0] for c in calls]
     expected = {"generate-dataset": ["curate", "generate", "split"], "baseline-eval": ["evaluate"]*4}
-    assert cmds == expected.get(job, ["finetune", "evaluate"])
+    assert cmds == ["download-abo"] + expected.get(job, ["finetune", "evaluate"])
+    abo = calls[0][1]                                                      # attached input, else scratch space that is no output
+    assert abo == str(tmp/("input/abo-small" if (tmp/"input/abo-small").exists() else "temp/abo"))
+    for argv in calls[1:]:
+        assert not any(a.startswith(str(tmp/"working")) and "images" in a for a in argv), argv   # images never under outputs
+        if "--images" in argv: assert argv[argv.index("--images") + 1].startswith(abo)
+    if job != "generate-dataset":                                           # only the images the dataset uses
+        table = calls[0][calls[0].index("--images-for") + 1]
+        assert table.startswith(str(tmp/"input/abovqa-vqa")) and calls[0][calls[0].index("--what") + 1] == "images-small"
     for argv in calls: assert all(isinstance(a, str) for a in argv), argv
     if job == "generate-dataset":
         assert (tmp/"working"/"data"/"README.md").exists()                 # previous output copied in: resume
     if job.startswith("finetune"):
-        ft = calls[0]
+        ft = calls[1]
         assert ft[ft.index("--gpus") + 1] == "2" and "--hub-checkpoints" in ft and "--push-to-hub" in ft
-        assert calls[1][calls[1].index("--adapter") + 1] == ft[ft.index("-o") + 1]  # evaluates what it trained
+        assert calls[2][calls[2].index("--adapter") + 1] == ft[ft.index("-o") + 1]  # evaluates what it trained
         assert "WANDB_API_KEY" in names and "HF_TOKEN" in names
 
 
