@@ -592,7 +592,7 @@ def finetune(model: str, # family: blip, llava or qwen
         return out
     out.mkdir(parents=True, exist_ok=True)
     if already_finished(out, kw):
-        print(f"{out} already finished with these settings: nothing to do (delete it or change --max-steps to train more)")
+        print(f"{out} already finished with these settings: nothing to do (a larger --max-steps trains on; --restart trains afresh)")
         return out
     ckpt_key = "activation_checkpointing" if "activation_checkpointing" in kw else "gradient_checkpointing"
     targs = {**kw, ckpt_key: False}                           # done by add_lora, without input-grad hooks
