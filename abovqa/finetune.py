@@ -25,7 +25,8 @@ __all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'MOST_MISSING', 'SKIP_LOG', 'WANDB_F
            'text_lengths', 'GroupedSampler', 'VQATrainer', 'lora_layers', 'double_wrapped', 'add_lora',
            'check_trainable_fp32', 'dist_info', 'device_map_for', 'launch_command', 'last_checkpoint',
            'adopt_checkpoint', 'fetch_hub_checkpoint', 'wandb_run_id', 'start_wandb', 'model_card', 'push_run',
-           'run_fingerprint', 'set_aside', 'claim_run_dir', 'already_finished', 'finetune', 'finetune_cli']
+           'run_fingerprint', 'set_aside', 'claim_run_dir', 'check_hub_fingerprint', 'already_finished', 'finetune',
+           'finetune_cli']
 
 # %% ../nbs/06_finetune.ipynb #b2imp01
 import hashlib
@@ -525,6 +526,21 @@ def claim_run_dir(out: str|Path, # the run folder
         out.mkdir(parents=True, exist_ok=True); write_json(fingerprint, f)
     return aside
 
+# %% ../nbs/06_finetune.ipynb #b2fp08
+def check_hub_fingerprint(repo: str, # the --push-to-hub repo holding the checkpoints
+                          fingerprint: dict, # this run's `run_fingerprint`
+                          token: str|None = None,
+                         ) -> dict|None:
+    "Raise UserError when `repo`'s fingerprint.json describes another run; returns it (None: no repo or no file yet)."
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    try: old = json.loads(Path(hf_hub_download(repo, FINGERPRINT, token=token)).read_text())
+    except (EntryNotFoundError, RepositoryNotFoundError): return None
+    if old != fingerprint:
+        raise UserError(f"Hub repo {repo} holds checkpoints of a run with other data or settings "
+                        f"({_changes(old, fingerprint)}): push this run to a new --push-to-hub repo", code=2)
+    return old
+
 # %% ../nbs/06_finetune.ipynb #0e4cb889
 def _load_base(adapter, model_path, quant, device_map, cuda, family):
     dtype = torch.float16 if cuda and family != "blip" else torch.float32   # BLIP: fp32 master weights + fp16 autocast
@@ -600,6 +616,7 @@ def finetune(model: str, # family: blip, llava or qwen
     args = TrainingArguments(output_dir=str(out), hub_token=token, **targs)   # also joins the process group
     with args.main_process_first(local=False, desc="choosing the checkpoint to resume from"):
         last = last_checkpoint(out)                           # rank 0 renames incomplete ones, then the others look
+        if last is None and hub_checkpoints and d["rank"] == 0: check_hub_fingerprint(push_to_hub, fp, token)
         if last is None and hub_checkpoints and d["rank"] == 0: last = fetch_hub_checkpoint(push_to_hub, out, token)
     set_seed(seed)
     ad = get_adapter(model)
