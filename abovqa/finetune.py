@@ -20,22 +20,32 @@ from .models import get_adapter
 from .split import read_vqa
 
 # %% auto #0
-__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'RECIPES', 'WANDB_FILE', 'BEST_FILE', 'BEST_DIR', 'RELEASE_IGNORE', 'KNOWN_CONFIGS',
-           'VISION_CHOICES', 'T4_GIB', 'CUDA_CONTEXT_GIB', 'RESERVE', 'ABO_SIDE', 'scale_batch', 'training_kwargs',
-           'recipe_quant', 'EpochLR', 'recipe_callbacks', 'VQADataset', 'VQACollator', 'lora_layers', 'double_wrapped',
-           'add_lora', 'check_trainable_fp32', 'dist_info', 'device_map_for', 'launch_command', 'checkpoint_fault',
-           'last_checkpoint', 'adopt_checkpoint', 'fetch_hub_checkpoint', 'BestCheckpoint', 'restore_best',
-           'wandb_run_id', 'start_wandb', 'model_card', 'push_run', 'base_config', 'train_dtype', 'load_base',
-           'weight_rows', 'sample_tokens', 'activation_gib', 'memory_plan', 'format_plan', 'plan_remedies',
-           'check_plan', 'NonFiniteGuard', 'already_finished', 'finetune', 'finetune_cli', 'load_lora_weights',
-           'curriculum_splits', 'finetune_curriculum']
+__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'RECIPES', 'MOST_MISSING', 'SKIP_LOG', 'WANDB_FILE', 'BEST_FILE', 'BEST_DIR',
+           'RELEASE_IGNORE', 'KNOWN_CONFIGS', 'VISION_CHOICES', 'T4_GIB', 'CUDA_CONTEXT_GIB', 'RESERVE', 'ABO_SIDE',
+           'FINGERPRINT', 'RESULT_ARGS', 'scale_batch', 'training_kwargs', 'recipe_quant', 'EpochLR',
+           'recipe_callbacks', 'VQADataset', 'VQACollator', 'skipped_images', 'text_lengths', 'GroupedSampler',
+           'VQATrainer', 'lora_layers', 'double_wrapped', 'add_lora', 'check_trainable_fp32', 'dist_info',
+           'device_map_for', 'launch_command', 'checkpoint_fault', 'last_checkpoint', 'adopt_checkpoint',
+           'fetch_hub_checkpoint', 'BestCheckpoint', 'restore_best', 'wandb_run_id', 'start_wandb', 'model_card',
+           'push_run', 'base_config', 'train_dtype', 'load_base', 'weight_rows', 'sample_tokens', 'activation_gib',
+           'memory_plan', 'format_plan', 'plan_remedies', 'check_plan', 'NonFiniteGuard', 'run_fingerprint',
+           'set_aside', 'claim_run_dir', 'check_hub_fingerprint', 'already_finished', 'finetune', 'finetune_cli',
+           'load_lora_weights', 'curriculum_splits', 'finetune_curriculum']
+
+# %% ../nbs/06_finetune.ipynb #b2imp01
+import hashlib
+from datetime import datetime, timezone
+from torch.utils.data import SequentialSampler
+from transformers.trainer_pt_utils import get_length_grouped_indices
+from .core import UserError, write_csv
 
 # %% ../nbs/06_finetune.ipynb #4f67331c
 COMMON = dict(weight_decay=0.01, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
               greater_is_better=False, eval_strategy="steps", save_strategy="steps", logging_strategy="steps",
               remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True, max_grad_norm=1.0,
               gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False},
-              lr_scheduler_type="linear", warmup_steps=0, num_train_epochs=3, max_steps=-1, seed=42)
+              lr_scheduler_type="linear", warmup_steps=0, num_train_epochs=3, max_steps=-1, seed=42,
+              train_sampling_strategy="group_by_length", length_column_name="length")
 
 PRESETS = {  # the report's values; batch and grad-accum are per single process (see `scale_batch` for 2 GPUs)
     "blip":  dict(per_device_train_batch_size=8, gradient_accumulation_steps=2, num_train_epochs=3, learning_rate=2e-5,
@@ -139,6 +149,13 @@ def recipe_callbacks(preset: str) -> list:
 def _open_rgb(path: Path) -> Image.Image:
     with Image.open(path) as im: return im.convert("RGB")
 
+def _try_rgb(path: Path) -> tuple:
+    "(image, None), or (None, why) when the file cannot be opened or decoded."
+    try: return _open_rgb(path), None
+    except Exception as e: return None, " ".join(f"{type(e).__name__}: {e}".split())[:200]
+
+MOST_MISSING = 0.5   # above this share of missing images the --images folder is wrong, not a few files
+
 class VQADataset(torch.utils.data.Dataset):
     "Rows of a split CSV as {image, question, answer}; images opened lazily, or decoded once up front (`cache`)."
     def __init__(self, csv: str|Path, # train.csv / val.csv
@@ -150,27 +167,107 @@ class VQADataset(torch.utils.data.Dataset):
                 ):
         df, self.skipped = read_vqa(csv)
         if max_samples and len(df) > max_samples: df = df.sample(max_samples, random_state=seed).sort_index()
-        self.df, self.root = df, image_root(images)
-        missing = [f"{csv}:{i + 2}: {p}" for i, p in zip(df.index, df.image_path) if not (self.root/p).is_file()]
-        if missing: raise FileNotFoundError(f"{len(missing)} image(s) not found under {self.root}, e.g. {missing[:3]}")
+        self.root, n = image_root(images), len(df)
+        if not n: raise UserError(f"{csv}: no usable rows (columns image_path, question, answer)")
+        found = df.image_path.map(lambda p: (self.root/p).is_file())
+        if (~found).mean() > MOST_MISSING:
+            raise UserError(f"{(~found).sum()} of {n} images of {csv} are not under {self.root} (e.g. "
+                            f"{df.image_path[~found].iloc[0]}): point --images at the ABO root or its images/small folder")
+        bad = [f"{csv}: {p}: image not found under {self.root}" for p in df.image_path[~found]]
+        df = df[found]
         paths = df.image_path.unique()
         if cache is None: cache = len(paths) <= cache_limit
-        self.cache = {p: _open_rgb(self.root/p) for p in paths} if cache else None
+        self.cache = None
+        if cache:
+            dec = {p: _try_rgb(self.root/p) for p in paths}
+            bad += [f"{csv}: {p}: {why}" for p, (im, why) in dec.items() if im is None]
+            df = df[df.image_path.map(lambda p: dec[p][0] is not None)]
+            self.cache = {p: im for p, (im, _) in dec.items() if im is not None}
+        if not len(df): raise UserError(f"no image of {csv} could be read under {self.root}, e.g. {bad[0]}")
+        if bad: print(f"finetune: {len(bad)} of {n} rows of {csv} skipped (image missing or unreadable), e.g. {bad[0]}")
+        self.df, self.skipped = df.reset_index(drop=True), self.skipped + bad
     def __len__(self): return len(self.df)
     def __getitem__(self, i):
         r = self.df.iloc[i]
-        img = self.cache[r.image_path] if self.cache is not None else _open_rgb(self.root/r.image_path)
-        return dict(image=img, question=r.question, answer=r.answer)
+        img, why = (self.cache[r.image_path], None) if self.cache is not None else _try_rgb(self.root/r.image_path)
+        return dict(image=img, question=r.question, answer=r.answer, image_path=r.image_path, error=why)
 
 # %% ../nbs/06_finetune.ipynb #8765e29b
+SKIP_LOG = "skipped_images.tsv"
+
 @dataclass
 class VQACollator:
-    "Batch of dataset rows -> the model's training tensors, via the family adapter's `train_batch`."
+    "Batch of dataset rows -> the model's training tensors, via the family adapter's `train_batch`; bad images skipped."
     adapter: object # from `abovqa.models.get_adapter`
     processor: object # the model's processor
-    def __call__(self, rows: list[dict]) -> dict:
+    log: str|Path|None = None # append `image_path<TAB>reason` per skipped image here
+    skipped: int = 0 # images this copy skipped (one copy per data-loader worker)
+    _last: list|None = None
+    def _collate(self, rows: list[dict]) -> dict:
         return self.adapter.train_batch(self.processor, [r["image"] for r in rows], [r["question"] for r in rows],
                                         [r["answer"] for r in rows])
+    def _skip(self, row: dict, why: str):
+        self.skipped += 1; why = " ".join(str(why).split())[:200]
+        if self.skipped <= 5 or self.skipped % 100 == 0:
+            print(f"finetune: skipped image {row.get('image_path')}: {why} ({self.skipped} so far in this worker; "
+                  f"list in {self.log or 'no file'})", flush=True)
+        if self.log:
+            with open(self.log, "a") as f: f.write(f"{row.get('image_path')}\t{why}\n")
+    def __call__(self, rows: list[dict]) -> dict:
+        bad = [(r, r.get("error") or "no image") for r in rows if r["image"] is None]
+        good = [r for r in rows if r["image"] is not None]
+        try: batch = self._collate(good) if good else None
+        except Exception:
+            ok = []
+            for r in good:
+                try: self._collate([r]); ok.append(r)
+                except Exception as e: bad.append((r, f"processor failed: {type(e).__name__}: {e}"))
+            good = ok
+            batch = self._collate(good) if good else None
+        for r, why in bad: self._skip(r, why)
+        if batch is not None: self._last = good; return batch
+        if self._last is None: raise UserError(f"every image of a training batch failed, e.g. {bad[0][0].get('image_path')}: {bad[0][1]}")
+        return self._collate(self._last)
+
+# %% ../nbs/06_finetune.ipynb #b2col00
+def skipped_images(run: str|Path) -> int:
+    "Distinct images the collators of a run skipped (from `run/SKIP_LOG`; a resumed batch may be logged twice)."
+    f = Path(run)/SKIP_LOG
+    return len({l.split("\t")[0] for l in f.read_text().splitlines()}) if f.is_file() else 0
+
+# %% ../nbs/06_finetune.ipynb #b2len02
+def text_lengths(processor, # a processor (or tokenizer)
+                 questions, answers) -> list[int]:
+    "Token count of question + answer per row: the cheap length batches are grouped by."
+    tok = getattr(processor, "tokenizer", processor)
+    return [len(x) for x in tok([f"{q} {a}" for q, a in zip(questions, answers)], add_special_tokens=False)["input_ids"]]
+
+class GroupedSampler(torch.utils.data.Sampler):
+    "Indices in runs of similar length; the order depends only on (seed, epoch), so a resumed run sees the same data."
+    def __init__(self, lengths: list[int], # one length per row
+                 batch_size: int, # rows per optimizer step of one process (batch × grad-accum)
+                 seed: int = 42):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+    def set_epoch(self, epoch: int): self.epoch = epoch
+    def __len__(self): return len(self.lengths)
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
+
+# %% ../nbs/06_finetune.ipynb #b2len04
+class VQATrainer(Trainer):
+    "`Trainer` whose `group_by_length` sampler uses a `VQADataset`'s token lengths, seeded and resumable."
+    def _get_train_sampler(self, train_dataset=None):
+        ds = self.train_dataset if train_dataset is None else train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(ds, VQADataset):
+            return super()._get_train_sampler(train_dataset)
+        col = self.args.length_column_name
+        if col not in ds.df: ds.df[col] = text_lengths(self.processing_class, ds.df.question, ds.df.answer)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return GroupedSampler(ds.df[col].tolist(), self.args.train_batch_size * self.args.gradient_accumulation_steps, seed)
+    def _get_eval_sampler(self, eval_dataset):
+        if isinstance(eval_dataset, VQADataset): return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+        return super()._get_eval_sampler(eval_dataset)
 
 # %% ../nbs/06_finetune.ipynb #4afa7895
 def lora_layers(model) -> int:
@@ -703,6 +800,8 @@ def _parser():
     p.add_argument("--gpus", type=int, default=1, help="data-parallel processes (torchrun), one per GPU")
     p.add_argument("--curriculum", type=_sizes, help="train in stages on growing image subsets, e.g. 6000,20000 (the seed report's schedule)")
     p.add_argument("--init-adapter", help="start from this LoRA run folder's adapter weights")
+    p.add_argument("--restart", action="store_true",
+                   help="set aside what RUN_DIR holds (renamed RUN_DIR.old-STAMP) and train afresh")
     return p
 
 def _to_argv(params: dict) -> list[str]:
@@ -734,6 +833,83 @@ def _resolve_settings(model, preset, quant, world, cuda, max_steps, epochs, lr, 
                     hub_always_push=True)
     if wandb_project: over.update(report_to=["wandb"], run_name=over.get("run_name", Path(out).name))
     return preset, quant, training_kwargs(preset, world=world, cuda=cuda, **over)
+
+# %% ../nbs/06_finetune.ipynb #b2fp02
+FINGERPRINT = "fingerprint.json"
+RESULT_ARGS = ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
+               "max_grad_norm", "optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon", "label_smoothing_factor",
+               "seed", "data_seed", "train_sampling_strategy")
+_LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "modules_to_save", "bias")
+
+def _sha256(path: Path) -> str:
+    if not Path(path).is_file(): raise UserError(f"{path} not found: --data must be a split folder (from `abovqa split`)")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
+    return h.hexdigest()
+
+def run_fingerprint(model: str, # family
+                    model_path: str|Path, # base model (Hub id or folder)
+                    data: str|Path, # split folder
+                    training_args: dict, # resolved TrainingArguments kwargs
+                    lora: dict, # the LoRA config as a dict
+                    world: int = 1, # processes
+                    quant: str|None = None,
+                    max_train_samples: int|None = None, max_eval_samples: int|None = None,
+                   ) -> dict:
+    "What decides a run's result: data hashes, base model, family, LoRA and the result-changing settings."
+    ta = training_args
+    fp = dict(family=model, base_model=str(model_path), quant=quant, train_sha256=_sha256(Path(data)/"train.csv"),
+              val_sha256=_sha256(Path(data)/"val.csv"), max_train_samples=max_train_samples or None,
+              max_eval_samples=max_eval_samples or None,
+              effective_batch=ta["per_device_train_batch_size"] * ta["gradient_accumulation_steps"] * world,
+              lora={k: lora.get(k) for k in _LORA_KEYS}, **{k: ta[k] for k in RESULT_ARGS if k in ta})
+    return json.loads(json.dumps(fp, default=str))
+
+# %% ../nbs/06_finetune.ipynb #b2fp03
+def _changes(old: dict, new: dict) -> str:
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "; ".join(f"{k[:-7]}.csv content" if k.endswith("_sha256") else f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+
+def set_aside(out: Path) -> Path:
+    "Rename the run folder `out` to `out.old-<UTC stamp>`; returns the new path."
+    dst = out.with_name(f"{out.name}.old-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}")
+    out.rename(dst)
+    return dst
+
+def claim_run_dir(out: str|Path, # the run folder
+                  fingerprint: dict, # from `run_fingerprint`
+                  restart: bool = False, # set whatever `out` holds aside first
+                  write: bool = True, # record the fingerprint (rank 0 only)
+                 ) -> Path|None:
+    "Refuse (UserError) a run folder holding another run; returns where `restart` set the old one aside."
+    out, aside = Path(out), None
+    if restart and out.is_dir() and any(out.iterdir()):
+        aside = set_aside(out); print(f"finetune: --restart: the earlier run is set aside in {aside}")
+    f = out/FINGERPRINT
+    if f.is_file():
+        old = json.loads(f.read_text())
+        if old != fingerprint:
+            raise UserError(f"{out} holds a run with other data or settings ({_changes(old, fingerprint)}): "
+                            "use a new -o folder, or add --restart to set the old run aside", code=2)
+    elif write:
+        out.mkdir(parents=True, exist_ok=True); write_json(fingerprint, f)
+    return aside
+
+# %% ../nbs/06_finetune.ipynb #b2fp08
+def check_hub_fingerprint(repo: str, # the --push-to-hub repo holding the checkpoints
+                          fingerprint: dict, # this run's `run_fingerprint`
+                          token: str|None = None,
+                         ) -> dict|None:
+    "Raise UserError when `repo`'s fingerprint.json describes another run; returns it (None: no repo or no file yet)."
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    try: old = json.loads(Path(hf_hub_download(repo, FINGERPRINT, token=token)).read_text())
+    except (EntryNotFoundError, RepositoryNotFoundError): return None
+    if old != fingerprint:
+        raise UserError(f"Hub repo {repo} holds checkpoints of a run with other data or settings "
+                        f"({_changes(old, fingerprint)}): push this run to a new --push-to-hub repo", code=2)
+    return old
 
 # %% ../nbs/06_finetune.ipynb #0e4cb889
 def _lora_config(adapter, r, alpha, dropout):
@@ -792,21 +968,26 @@ def finetune(model: str, # family: blip, llava or qwen
              gpus: int = 1, # >1: relaunch under torchrun, one process per GPU
              callbacks: list|None = None, # extra TrainerCallbacks (in-process only)
              init_adapter: str|Path|None = None, # start from this LoRA run's weights (a curriculum's previous stage)
+             restart: bool = False, # set aside what `out` holds and train afresh
             ) -> Path:
     "Fine-tune `model_path` with LoRA on `data`; returns the run folder (resumes if it has checkpoints)."
     params = {k: v for k, v in locals().items() if k != "callbacks"}
-    argv = _to_argv({**params, "out": str(out), "data": str(data), "images": str(images),
+    argv = _to_argv({**params, "out": str(out), "data": str(data), "images": str(images), "restart": False,
                      "max_eval_samples": max_eval_samples or 0})     # None (all) must not become the CLI's 512
     out, d, cuda = Path(out), dist_info(), torch.cuda.is_available()
+    world = gpus if d["world"] == 1 else d["world"]
+    preset, quant, kw = _resolve_settings(model, preset, quant, world, cuda, max_steps, epochs, lr, batch_size,
+                                          grad_accum, every, seed, set_args, wandb_project, push_to_hub,
+                                          hub_checkpoints, out)
+    fp = run_fingerprint(model, model_path, data, kw, _jsonable_lora(_lora_config(get_adapter(model), lora_r, lora_alpha,
+                         lora_dropout)), world, quant, max_train_samples, max_eval_samples)
+    claim_run_dir(out, fp, restart=restart and d["rank"] == 0, write=d["rank"] == 0)
     if gpus > 1 and d["world"] == 1:
         subprocess.run(launch_command(_strip_gpus(argv), gpus), check=True)
         return out
-    preset, quant, kw = _resolve_settings(model, preset, quant, d["world"], cuda, max_steps, epochs, lr, batch_size,
-                                          grad_accum, every, seed, set_args, wandb_project, push_to_hub,
-                                          hub_checkpoints, out)
     out.mkdir(parents=True, exist_ok=True)
     if already_finished(out, kw):
-        print(f"{out} already finished with these settings: nothing to do (delete it or change --max-steps to train more)")
+        print(f"{out} already finished with these settings: nothing to do (a larger --max-steps trains on; --restart trains afresh)")
         return out
     ckpt_key = "activation_checkpointing" if "activation_checkpointing" in kw else "gradient_checkpointing"
     plan = _plan_or_refuse(model, model_path, quant, kw, ckpt_key, vision, gpu_memory, device_map, cuda, d)
@@ -815,6 +996,7 @@ def finetune(model: str, # family: blip, llava or qwen
     args = TrainingArguments(output_dir=str(out), hub_token=token, **targs)   # also joins the process group
     with args.main_process_first(local=False, desc="choosing the checkpoint to resume from"):
         last = last_checkpoint(out)                           # rank 0 renames incomplete ones, then the others look
+        if last is None and hub_checkpoints and d["rank"] == 0: check_hub_fingerprint(push_to_hub, fp, token)
         if last is None and hub_checkpoints and d["rank"] == 0:
             if fetch_hub_checkpoint(push_to_hub, out, token) is not None: last = last_checkpoint(out)
         if last is not None and d["rank"] == 0: restore_best(out, last)   # the Trainer drops a best folder it cannot find
@@ -837,18 +1019,21 @@ def finetune(model: str, # family: blip, llava or qwen
                   memory_plan=dict(total_gib=round(plan["total_gib"], 2), budget_gib=plan["budget_gib"]))
     rerun = "abovqa finetune " + shlex.join(argv)
     if d["rank"] == 0:
+        write_csv(pd.DataFrame({"skipped": train_ds.skipped + val_ds.skipped}), out/"skipped_rows.csv")
         write_run_info(out, config, status="running", rerun=rerun)
         if wandb_project: start_wandb(out, wandb_project, kw.get("run_name") or out.name, config)
-    trainer = Trainer(model=pm, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=proc,
-                      data_collator=VQACollator(ad, proc), callbacks=[NonFiniteGuard(), BestCheckpoint(out, push_to_hub if hub_checkpoints else None, token),
-                                 *(callbacks or []), *recipe_callbacks(preset)])
+    trainer = VQATrainer(model=pm, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=proc,
+                         data_collator=VQACollator(ad, proc, log=out/SKIP_LOG),
+                         callbacks=[NonFiniteGuard(), BestCheckpoint(out, push_to_hub if hub_checkpoints else None, token),
+                                    *(callbacks or []), *recipe_callbacks(preset)])
     check_trainable_fp32(pm)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.save_model(str(out)); trainer.save_state()
     metrics = dict(train_loss=result.training_loss, best_eval_loss=trainer.state.best_metric,
                    global_step=trainer.state.global_step, train_runtime_s=result.metrics.get("train_runtime"))
     if d["rank"] == 0:
-        config.update(global_step=trainer.state.global_step, best_checkpoint=trainer.state.best_model_checkpoint)
+        config.update(global_step=trainer.state.global_step, best_checkpoint=trainer.state.best_model_checkpoint,
+                      learning_rate_effective=trainer.lr_scheduler.base_lrs[0], skipped_images=skipped_images(out))
         write_run_info(out, config, status="finished", rerun=rerun, metrics=metrics)
         (out/"README.md").write_text(model_card(config, metrics))
         if wandb_project:

@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 # %% auto #0
-__all__ = ['DTYPES', 'ADAPTERS', 'native_bf16', 'resolve_dtype', 'quant_config', 'to_model', 'VQAAdapter', 'register',
-           'get_adapter', 'BlipAdapter', 'ViltAdapter', 'ChatAdapter', 'LlavaAdapter', 'QwenAdapter', 'bound_pixels']
+__all__ = ['DTYPES', 'ADAPTERS', 'native_bf16', 'resolve_dtype', 'quant_config', 'to_model', 'VQAAdapter', 'check_adapter',
+           'register', 'get_adapter', 'BlipAdapter', 'ViltAdapter', 'ChatAdapter', 'LlavaAdapter', 'QwenAdapter',
+           'bound_pixels']
 
 # %% ../nbs/04_models.ipynb #27e9ce58
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
@@ -106,6 +107,7 @@ def _load(self: VQAAdapter,
          ):
     "Load `(model, processor)` for inference: eval mode, left padding for decoder models."
     path = str(path or self.default_id)
+    if adapter is not None: check_adapter(adapter, self.family, path)   # before any weights load
     dt = resolve_dtype(dtype, self.prefer_bf16)
     mkw = {**self.model_kwargs(dt, quant), **kw}
     dm = _placement(quant, device_map)
@@ -120,6 +122,33 @@ def _load(self: VQAAdapter,
     return model.eval(), processor
 
 VQAAdapter.load = _load
+
+# %% ../nbs/04_models.ipynb #b2adp01
+def _base_name(p: str) -> str:
+    "A base model's name for comparison: the repo name of a Hub id, a folder's name (a Hub cache folder's repo name)."
+    import re
+    if m := re.search(r"models--[^/]+--([^/]+)", str(p)): return m[1].lower()
+    return Path(str(p).rstrip("/")).name.lower()
+
+def check_adapter(adapter: str|Path, # a LoRA adapter folder (a finetune RUN_DIR or a peft `save_pretrained` folder)
+                  family: str, # the family it is about to be loaded into
+                  model_path: str|Path, # the base model it is about to be put on
+                 ) -> dict:
+    "Refuse (`core.UserError`) an adapter made for another family or base model; returns its adapter_config.json."
+    import json
+    from abovqa.core import UserError
+    a = Path(adapter)
+    if not (a/"adapter_config.json").is_file():
+        raise UserError(f"{a}: no adapter_config.json here: --adapter must be a LoRA adapter folder (a finetune RUN_DIR)")
+    cfg = json.loads((a/"adapter_config.json").read_text())
+    try: run = json.loads((a/"run.json").read_text()).get("config", {})     # abovqa's own record, when there is one
+    except (OSError, ValueError, AttributeError): run = {}
+    fam, base = run.get("model"), cfg.get("base_model_name_or_path") or run.get("model_path")
+    if fam and fam != family:
+        raise UserError(f"{a} is a {fam} adapter, not {family}: use --model {fam} --model-path {run.get('model_path') or base}")
+    if base and str(base).rstrip("/") != str(model_path).rstrip("/") and _base_name(base) != _base_name(model_path):
+        raise UserError(f"{a} was trained on {base}, not {model_path}: pass --model-path {base} (or a folder of the same name)")
+    return cfg
 
 # %% ../nbs/04_models.ipynb #c23af656
 def _rgb(images): return [im.convert("RGB") for im in images]
