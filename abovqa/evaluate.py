@@ -172,9 +172,9 @@ def predict_table(adapter, # from `abovqa.models.get_adapter`
     rows = list(range(len(table))) if rows is None else list(rows)
     paths = [image_root(images_root)/p for p in table.image_path]
     keys = None
-    if group_by_length and len(rows) > 1:
+    if (group_by_length or stats is not None) and len(rows) > 1:
         keys = dict(zip(rows, length_keys(adapter, processor, [table.question[i] for i in rows], [paths[i] for i in rows])))
-        rows = sorted(rows, key=lambda i: -keys[i])
+        if group_by_length: rows = sorted(rows, key=lambda i: -keys[i])
     batches = []
     with tqdm(total=len(rows), unit="sample", desc=f"{adapter.family} answers", disable=not progress) as bar:
         for pos, loaded in image_batches([paths[i] for i in rows], batch_size, workers):
@@ -358,7 +358,9 @@ def answer_rows(spec: dict, # see `answer_shard`
     if rc: raise RuntimeError(f"{gpus} answering processes stopped (torchrun exit {rc}); the answers so far are in "
                               f"{out}/journal-*.jsonl: rerun the same command to continue")
     shards = [json.loads(f.read_text()) for f in sorted(out.glob(".shard-*.json"))]
-    return dict(load_s=max(s["load_s"] for s in shards), predict_s=round(time.time() - t0, 3), processes=gpus,
+    wall = time.time() - t0
+    return dict(load_s=max(s["load_s"] for s in shards), predict_s=max(s["predict_s"] for s in shards), processes=gpus,
+                launch_s=round(wall - max(s["load_s"] + s["predict_s"] for s in shards), 3), wall_s=round(wall, 3),
                 padding_fraction=max((s.get("padding_fraction", 0) for s in shards), default=0))
 
 # %% ../nbs/05_evaluate.ipynb #eead9ed3
@@ -435,7 +437,7 @@ def evaluate_model(model: str, # model family: blip, vilt, llava, qwen
                    timings=dict(load_s=stats.get("load_s", 0), predict_s=stats.get("predict_s", round(t2 - t0, 3)),
                                 score_s=round(t3 - t2, 3), total_s=round(t3 - t0, 3),
                                 samples_per_s=round(n_new / max(stats.get("predict_s", 0), 1e-9), 2) if n_new else None,
-                                padding_fraction=stats.get("padding_fraction")))
+                                padding_fraction=stats.get("padding_fraction"), launch_s=stats.get("launch_s")))
     return report
 
 # %% ../nbs/05_evaluate.ipynb #c19b2c4c
