@@ -265,3 +265,26 @@ def test_gpus_two_cpu_processes_identical_and_resumable(data, big, tmp_path):
     info = json.loads((part/"run.json").read_text())
     assert info["resumed_rows"] == 20 and info["config"]["gpus"] == 2
     assert (part/"journal-1.jsonl").exists() and len((part/"journal-1.jsonl").read_bytes().splitlines()) == 20
+
+
+def test_inference_errors_are_one_line_and_skips_counted(data, tmp_path, monkeypatch, capsys):
+    "inference.py: a bad option or input is one line with exit 2/1; a refused image is skipped and counted on stderr."
+    monkeypatch.chdir(tmp_path)
+    ns = runpy.run_path(str(ROOT/"inference.py"))
+    base = ["--image_dir", str(data/"images"), "--model", "vilt", "--model-path", str(testing.tiny_vilt())]
+    capsys.readouterr()
+    assert ns["main"]([*base, "--csv_path", "nope.csv"]) == 1
+    assert ns["main"]([*base, "--csv_path", str(data/"test.csv"), "--batch-size", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--csv_path nope.csv: no such file" in err[0] and "--batch-size" in err[1]
+    t = pd.read_csv(data/"test.csv").rename(columns={"image_path": "image_name"}); t.to_csv("in.csv", index=False)
+    from abovqa.models import ViltAdapter
+    orig = ViltAdapter.inputs
+    def picky(self, processor, images, questions):
+        if any(im.size == (56, 48) for im in images): raise ValueError("Size must contain 'height' and 'width'")
+        return orig(self, processor, images, questions)
+    monkeypatch.setattr(ViltAdapter, "inputs", picky)
+    assert ns["main"]([*base, "--csv_path", "in.csv"]) == 0
+    assert "4 of 14 image(s) skipped" in capsys.readouterr().err
+    res = pd.read_csv("results.csv", keep_default_na=False)
+    assert len(res) == 14 and (res.generated_answer == "").sum() == 4
