@@ -255,7 +255,7 @@ def open_journal(out_dir: str|Path, # run folder
     "Check (or start) the journal of `out_dir` for `fp`; returns the rows already answered."
     out = Path(out_dir); meta = out/"journal.json"
     if restart:
-        for f in [meta, *out.glob("journal-*.jsonl")]: f.unlink()
+        for f in [meta, *out.glob("journal-*.jsonl")]: f.unlink(missing_ok=True)
     if meta.exists():
         old = json.loads(meta.read_text())
         if old != fp:
