@@ -86,4 +86,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from abovqa.cli import script_main   # the abovqa error boundary: one line per error, a traceback only with --debug
+    sys.exit(script_main("inference.py", main))

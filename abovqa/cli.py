@@ -4,11 +4,11 @@
 
 # %% ../nbs/09_cli.ipynb #057026de
 from __future__ import annotations
-import argparse, importlib, os, sys
-from .core import UserError
+import argparse, errno, importlib, os, sys
+from .core import UserError, MissingSecret
 
 # %% auto #0
-__all__ = ['COMMANDS', 'NotBuilt', 'main']
+__all__ = ['COMMANDS', 'NotBuilt', 'os_error_message', 'guarded', 'main', 'script_main']
 
 # %% ../nbs/09_cli.ipynb #e9b57970
 COMMANDS = {  # subcommand: (module:function, one-line help)
@@ -19,6 +19,9 @@ COMMANDS = {  # subcommand: (module:function, one-line help)
     "evaluate":   ("abovqa.evaluate:evaluate_cli", "zero-shot or fine-tuned evaluation of a VQA model"),
     "finetune":   ("abovqa.finetune:finetune_cli", "LoRA / QLoRA fine-tuning with resume"),
     "report":     ("abovqa.report:report_cli", "comparison table and plots from run folders"),
+    "score":      ("abovqa.compare:score_cli", "score any predictions CSV (no model): metrics with 95% intervals"),
+    "compare":    ("abovqa.compare:compare_cli", "paired comparison of two runs (bootstrap over images, McNemar)"),
+    "judge":      ("abovqa.judge:judge_cli", "Gemini judges each prediction against its reference (judge accuracy)"),
     "demo":       ("abovqa.demo:demo_cli", "the whole pipeline offline on the bundled sample"),
 }
 
@@ -47,22 +50,56 @@ def _parser():
 
 def _debug(argv): return "--debug" in argv or os.environ.get("ABOVQA_DEBUG", "") not in ("", "0")
 
+# %% ../nbs/09_cli.ipynb #5b4d16c4
+def os_error_message(e: OSError, # any OSError
+                    ) -> str:
+    "One line for an OSError: what happened, to which path, and the fix."
+    path = f" {e.filename}" if e.filename else ""
+    if not path: return _one_line(f"{e.strerror or e}" if isinstance(e, FileNotFoundError) else f"{type(e).__name__}: {e}")
+    if e.errno == errno.ENOSPC: return f"no space left on device writing{path}: free some space and rerun (files written before are intact)"
+    if isinstance(e, FileNotFoundError): return f"no such file or folder:{path}; check the path"
+    if isinstance(e, PermissionError): return f"permission denied:{path}; pick a location you can write to, or fix its permissions"
+    if isinstance(e, IsADirectoryError): return f"{path.strip()} is a folder, not a file; pass the file inside it"
+    if isinstance(e, NotADirectoryError): return f"{path.strip()} is a file, not a folder; pass a folder"
+    return f"{e.strerror or e}:{path}"
+
+def _one_line(msg) -> str:
+    "`msg` on one line: its lines joined with '; '."
+    return "; ".join(l.strip() for l in str(msg).splitlines() if l.strip())
+
+# %% ../nbs/09_cli.ipynb #81188e25
+def guarded(prog: str, # name shown before each message, e.g. 'abovqa split'
+            fn, # the command: f(argv) -> exit code
+            argv: list[str], # its arguments
+            debug: bool = False, # re-raise for the full traceback
+           ) -> int:
+    "Run `fn(argv)`: user errors, OS errors and crashes become one line on stderr and an exit code (0 only on success)."
+    def say(msg, code):
+        if debug: raise
+        print(f"{prog}: {_one_line(msg)}", file=sys.stderr, flush=True); return code
+    try: return int(fn(argv) or 0)
+    except SystemExit as e:   # argparse (2, after its usage line) or a command's own sys.exit
+        if e.code is None or isinstance(e.code, int): return e.code or 0
+        return say(e.code, 1)
+    except (UserError, NotBuilt, MissingSecret) as e: return say(e, getattr(e, "code", 2))
+    except KeyboardInterrupt: return say("interrupted; rerun the same command to continue", 130)
+    except OSError as e: return say(os_error_message(e), 1)
+    except Exception as e: return say(f"{type(e).__name__}: {e} (rerun with --debug for the traceback)", 1)
+
+# %% ../nbs/09_cli.ipynb #ec022868
 def main(argv: list[str]|None = None, # arguments after `abovqa`; `sys.argv[1:]` when None
         ) -> int:
     "Entry point of the `abovqa` console command: one line and an exit code per error, a traceback only with `--debug`."
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv); argv = [a for a in argv if a != "--debug"]
     ns = _parser().parse_args(argv)
-    try:
-        return int(_resolve(ns.command)(ns.args) or 0)
-    except (UserError, NotBuilt) as e:
-        if debug: raise
-        print(f"abovqa {ns.command}: {e}", file=sys.stderr); return getattr(e, "code", 2)
-    except KeyboardInterrupt:
-        if debug: raise
-        print(f"abovqa {ns.command}: interrupted; rerun the same command to continue", file=sys.stderr); return 130
-    except Exception as e:
-        if debug: raise
-        print(f"abovqa {ns.command}: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+    return guarded(f"abovqa {ns.command}", lambda args: _resolve(ns.command)(args), ns.args, debug)
 
+# %% ../nbs/09_cli.ipynb #a84bf7a8
+def script_main(prog: str, # the script's name, shown before each message
+                fn, # its main: f(argv) -> exit code
+                argv: list[str]|None = None, # its arguments; `sys.argv[1:]` when None
+               ) -> int:
+    "Run a script's `fn(argv)` inside `guarded`, with `--debug` / `ABOVQA_DEBUG=1` for the traceback."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return guarded(prog, fn, [a for a in argv if a != "--debug"], _debug(argv))

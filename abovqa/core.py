@@ -12,8 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SECRET_NAMES', 'OFFLINE_ENV', 'environment', 'home_dir', 'run_dir', 'image_root', 'seed_everything', 'MissingSecret',
-           'get_secret', 'redact', 'offline_env', 'UserError', 'atomic_path', 'write_csv', 'package_versions',
-           'hardware', 'write_json', 'write_run_info']
+           'get_secret', 'redact', 'offline_env', 'UserError', 'MissingInput', 'BadInput', 'atomic_path', 'write_csv',
+           'atomic_files', 'skip_summary', 'package_versions', 'hardware', 'write_json', 'write_run_info']
 
 # %% ../nbs/00_core.ipynb #eafc35ac
 def environment() -> str:
@@ -66,7 +66,9 @@ def _importable(name):
 
 # %% ../nbs/00_core.ipynb #d3307221
 class MissingSecret(KeyError):
-    "A required secret was found neither in the environment nor in Kaggle secrets."
+    "A required secret was found neither in the environment nor in Kaggle secrets (the CLI: one line, exit 2)."
+    code = 2
+    def __str__(self): return str(self.args[0]) if self.args else ""   # KeyError would quote the message
 
 def _kaggle_secret(name):
     try: from kaggle_secrets import UserSecretsClient
@@ -86,12 +88,25 @@ def get_secret(name: str, # e.g. 'GEMINI_API_KEY'
 # %% ../nbs/00_core.ipynb #9a38ef72
 SECRET_NAMES = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
+from functools import lru_cache
+@lru_cache(maxsize=64)
+def _secret_forms(v: str) -> tuple:
+    "The spellings of secret `v` that output can hold: as is, repr'd (str or bytes), URL-quoted, and each JSON-escaped once or twice."
+    from urllib.parse import quote, quote_plus
+    base = {v, repr(v)[1:-1], repr(v.encode())[2:-1], quote(v, safe=""), quote_plus(v)}
+    forms = set(base)
+    for f in base:
+        for a in (True, False):
+            j = json.dumps(f, ensure_ascii=a)[1:-1]; forms |= {j, json.dumps(j, ensure_ascii=a)[1:-1]}
+    return tuple(sorted((f for f in forms if len(f) >= 4), key=len, reverse=True))
+
 def redact(text: str, # text that may contain a key
            extra: tuple = (), # more secret values to hide
           ) -> str:
-    "`text` with the values of known secrets replaced by '***'."
+    "`text` with the values of known secrets, in any escaped spelling, replaced by '***'."
     for v in [os.environ.get(n) for n in SECRET_NAMES] + list(extra):
-        if v and len(v) >= 4: text = text.replace(v, "***")
+        if v and len(v) >= 4:
+            for f in _secret_forms(v): text = text.replace(f, "***")
     return text
 
 # %% ../nbs/00_core.ipynb #1b14098d
@@ -113,6 +128,13 @@ class UserError(Exception):
                 ):
         super().__init__(msg); self.code = code
 
+# %% ../nbs/00_core.ipynb #25407736
+class MissingInput(UserError, FileNotFoundError):
+    "An input file or folder that does not exist: a `UserError` (one line, exit 1) and a `FileNotFoundError`."
+
+class BadInput(UserError, ValueError):
+    "An input whose contents are wrong (a missing column, an unreadable table): a `UserError` and a `ValueError`."
+
 # %% ../nbs/00_core.ipynb #9381d3af
 @contextmanager
 def atomic_path(path: str|Path, # the file to write
@@ -133,6 +155,34 @@ def write_csv(df, # a pandas DataFrame
     "`df.to_csv(path, index=False)`, written atomically."
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False, **kwargs)
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #578c73e0
+@contextmanager
+def atomic_files(*paths: str|Path, # the files to write together
+                ):
+    "Yield one temporary path per file; only when all are written are they moved into place, else all are removed."
+    paths = [Path(p) for p in paths]
+    for p in paths: p.parent.mkdir(parents=True, exist_ok=True)
+    tmps = [p.with_name(f".tmp{os.getpid()}-{p.name}") for p in paths]
+    try:
+        yield tmps
+        for t, p in zip(tmps, paths): os.replace(t, p)
+    finally:
+        for t in tmps:
+            if t.exists(): t.unlink()
+
+# %% ../nbs/00_core.ipynb #d5984ad5
+def skip_summary(n: int, # how many records were skipped
+                 what: str, # what they are, plural: 'rows', 'images'
+                 examples: list = (), # the first skipped items or messages
+                 where: str|Path|None = None, # the file holding the full list
+                 k: int = 3, # examples shown
+                ) -> str:
+    "One console line on skipped records: the count, the first `k` examples and where the full list is ('' when none)."
+    if not n: return ""
+    ex = "; ".join(str(e) for e in list(examples)[:k])
+    return (f"{n} {what} skipped" + (f", e.g. {ex}" + ("; ..." if n > k else "") if ex else "")
+            + (f" (full list: {where})" if where else ""))
 
 # %% ../nbs/00_core.ipynb #c3e4e1bd
 _PKGS = ("abovqa", "torch", "torchvision", "transformers", "peft", "accelerate", "bitsandbytes", "google-genai",

@@ -23,8 +23,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 from .core import write_json
 
+# %% ../nbs/01_curate.ipynb #e555304d
+from .core import UserError, atomic_files, skip_summary
+
 # %% ../nbs/01_curate.ipynb #ec73f99f
-class CurationError(ValueError): "Bad input to curation: a wrong ABO root, a malformed listing line, a corrupt file."
+class CurationError(UserError, ValueError):
+    "Bad input to curation: a wrong ABO root, a malformed listing line, a corrupt file (a `UserError`: one line, exit 1)."
 
 def _first(folder, *patterns):
     for pat in patterns:
@@ -43,8 +47,9 @@ def abo_files(root: str|Path, # ABO root: the folder holding `listings/` and `im
     if missing:
         hint = sorted({str(p.parent.parent) for p in root.glob("*/*/metadata")}) if root.is_dir() else []
         raise CurationError(f"{root} is not an ABO root" + ("" if root.is_dir() else " (no such folder)")
-                            + "".join(f"\n  missing: {m}" for m in missing)
-                            + (f"\n  ABO folders found below it: {', '.join(hint)}" if hint else ""))
+                            + "".join(f"; missing: {m}" for m in missing)
+                            + (f"; ABO folders found below it: {', '.join(hint)}" if hint else "")
+                            + "; pass the folder that holds listings/ and images/")
     return dict(root=root, listings=listings, images_csv=csv[0], images_dir=root/"images/small")
 
 # %% ../nbs/01_curate.ipynb #e124ddbd
@@ -379,13 +384,29 @@ def write_outputs(df: pd.DataFrame, # the curated table
                   report: dict, # the curation report
                   out_dir: str|Path, # where to write
                  ) -> Path:
-    "Write curated.csv, curated.parquet and curation_report.json into `out_dir`; returns it."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    pa_csv.write_csv(table, out/"curated.csv")   # 25x faster than DataFrame.to_csv on 20,000 rows of text
-    pq.write_table(table, out/"curated.parquet")
-    write_json(report, out/"curation_report.json")
+    "Write curated.csv, curated.parquet and curation_report.json into `out_dir` together (all or none); returns it."
+    out = Path(out_dir); table = pa.Table.from_pandas(df, preserve_index=False)
+    with atomic_files(out/"curated.csv", out/"curated.parquet", out/"curation_report.json") as (csv, parquet, rep):
+        pa_csv.write_csv(table, csv)   # 25x faster than DataFrame.to_csv on 20,000 rows of text
+        pq.write_table(table, parquet)
+        write_json(report, rep)
     return out
+
+# %% ../nbs/01_curate.ipynb #391c5eff
+def _check_options(out_dir, n, min_english, on_error, workers):
+    "Raise a usage error (`CurationError`, exit 2) for a bad option, before any file is read."
+    bad = (f"on_error (--on-error) must be 'raise' or 'skip', not {on_error!r}" if on_error not in ("raise", "skip") else
+           f"min_english (--min-english) must be 0..{len(ATTRIBUTES)}, not {min_english}" if not 0 <= min_english <= len(ATTRIBUTES) else
+           f"n (--n) must be >= 0 (0 = all), not {n}" if n is not None and n < 0 else
+           f"workers (--workers) must be >= 1, not {workers}" if workers is not None and workers < 1 else
+           f"-o {out_dir} is a file, not a folder: pass a folder" if out_dir is not None and Path(out_dir).is_file() else None)
+    if bad: raise CurationError(bad, code=2)
+
+def _nothing_curated(rep):
+    "The one-line reason a curation produced no image."
+    drops = ", ".join(f"{k} {v}" for k, v in rep["drops"].items() if v) or "none"
+    return (f"0 images curated from {rep['listings_read']} listings in {rep['root']} (drops: {drops}); nothing written. "
+            "Check the ABO root, lower --min-english, or pass --on-error skip")
 
 # %% ../nbs/01_curate.ipynb #7af5b8a7
 def curate(root: str|Path, # ABO root (holds listings/ and images/)
@@ -399,9 +420,7 @@ def curate(root: str|Path, # ABO root (holds listings/ and images/)
            progress: bool = True, # tqdm progress bars
           ) -> tuple[pd.DataFrame, dict]:
     "Curate ABO listings into one row per main image: (table with COLUMNS, report with counts)."
-    if on_error not in ("raise", "skip"): raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-    if not 0 <= min_english <= len(ATTRIBUTES): raise ValueError(f"min_english must be 0..{len(ATTRIBUTES)}")
-    if n is not None and n < 0: raise ValueError(f"n must be >= 0 (0 = all), not {n}")
+    _check_options(out_dir, n, min_english, on_error, workers)
     config = dict(n=n, seed=seed, min_english=min_english, verify_images=verify_images, on_error=on_error)
     files = abo_files(root)
     with worker_pool(workers or default_workers(len(files["listings"]))) as pool:
@@ -412,6 +431,7 @@ def curate(root: str|Path, # ABO root (holds listings/ and images/)
         df = curated_table(decode_chosen([records[i] for i in chosen], files["listings"], pool, progress), img)
     drops.update(problems)
     report = _report(files, scans, drops, len(records), len(order), len(order) - looked, len(df), config)
+    if out_dir is not None and not len(df): raise CurationError(_nothing_curated(report))
     if out_dir is not None: write_outputs(df, report, out_dir)
     return df, report
 
@@ -433,12 +453,23 @@ def _parser():
 
 def curate_cli(argv: list[str]|None = None, # arguments after `abovqa curate`; sys.argv[2:] when None
               ) -> int:
-    "`abovqa curate`: run `curate` from the command line; returns the exit status."
+    "`abovqa curate`: run `curate` from the command line; returns the exit status (errors go to `abovqa.cli.guarded`)."
     a = _parser().parse_args(sys.argv[2:] if argv is None else argv)
     try: df, rep = curate(a.root, a.out, n=a.n, seed=a.seed, min_english=a.min_english, verify_images=a.verify_images,
                           on_error=a.on_error, workers=a.workers, progress=not a.quiet)
-    except (CurationError, ValueError) as e:
-        print(f"abovqa curate: error: {e}", file=sys.stderr); return 1
+    except CurationError as e:
+        if a.on_error == "raise" and ("malformed listing" in str(e) or "unreadable after" in str(e)):
+            raise CurationError(f"{e} (pass --on-error skip to skip and count such lines)") from None
+        raise
+    for line in _skip_lines(rep, Path(a.out)/"curation_report.json"): print(line, file=sys.stderr)
     print(f"curated {rep['final']} images from {rep['listings_read']} listings "
           f"({rep['qualifying_images']} qualifying) -> {Path(a.out)/'curated.csv'}")
     return 0
+
+def _skip_lines(rep, where):
+    "Console lines for what curation skipped because it was broken (not for listings it filtered by design)."
+    d, bad = rep["drops"], rep["unreadable_files"]
+    return [l for l in (skip_summary(d["malformed_line"], "malformed listing lines", rep["malformed_examples"], where),
+                        skip_summary(len(bad), "unreadable listing files", list(bad.values()), where),
+                        skip_summary(d["missing_image_file"] + d["undecodable_image_file"], "missing or undecodable image files",
+                                     [], where)) if l]

@@ -4,13 +4,14 @@
 
 # %% ../nbs/02a_fakegemini.ipynb #e94154d1
 from __future__ import annotations
-import base64, hashlib, itertools, json, re, threading, time
+import base64, hashlib, itertools, json, math, re, threading, time
 from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # %% auto #0
-__all__ = ['BEHAVIOURS', 'CURATED_COLUMNS', 'gen_response', 'error_body', 'quota_429', 'request_text', 'default_reply', 'behave',
-           'FakeGemini', 'start', 'stop', 'bodies', 'toy_curated']
+__all__ = ['SAMPLING_KEYS', 'BEHAVIOURS', 'CURATED_COLUMNS', 'gen_response', 'error_body', 'quota_429', 'fixed_sampling',
+           'sampling_400', 'request_text', 'default_reply', 'behave', 'FakeGemini', 'start', 'stop', 'bodies',
+           'toy_curated']
 
 # %% ../nbs/02a_fakegemini.ipynb #ab15c99c
 def gen_response(text: str|None, # the model's text; None gives a candidate with no content
@@ -37,12 +38,15 @@ def error_body(code: int, status: str, message: str, details: list|None = None) 
     return {"error": err}
 
 def quota_429(window: str = "minute", # 'minute', 'day', 'zero' (no free quota at all) or 'bare' (no details)
-              model: str = "gemini-3.5-flash-lite", limit: int = 20, retry_s: int = 36) -> dict:
+              model: str = "gemini-3.5-flash-lite", limit: int = 20, retry_s: int = 36,
+              tier: str = "free", # 'free' or 'paid' (quota ids without the -FreeTier suffix)
+             ) -> dict:
     "A 429 RESOURCE_EXHAUSTED body shaped like the ones Gemini sends (see shared/notes/gemini.md)."
     if window == "bare": return error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).")
     if window == "zero": limit = 0
-    qid = {"minute": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}.get(window, "GenerateRequestsPerDayPerProjectPerModel-FreeTier")
-    metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+    qid = {"minute": "GenerateRequestsPerMinutePerProjectPerModel"}.get(window, "GenerateRequestsPerDayPerProjectPerModel")
+    qid += "-FreeTier" if tier == "free" else ""
+    metric = f"generativelanguage.googleapis.com/generate_content_{'free_tier_' if tier == 'free' else ''}requests"
     msg = ("You exceeded your current quota, please check your plan and billing details. For more information on this "
            f"error, head to: {_RATE_URL}. To monitor your current usage, head to: https://ai.dev/rate-limit. \n"
            f"* Quota exceeded for metric: {metric}, limit: {limit}, model: {model}\nPlease retry in {retry_s}.429760048s.")
@@ -52,6 +56,23 @@ def quota_429(window: str = "minute", # 'minute', 'day', 'zero' (no free quota a
                {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more about Gemini API quotas", "url": _RATE_URL}]},
                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_s}s"}]
     return error_body(429, "RESOURCE_EXHAUSTED", msg, details)
+
+# %% ../nbs/02a_fakegemini.ipynb #6709f09a
+SAMPLING_KEYS = ("temperature", "topK", "topP", "candidateCount")
+
+def fixed_sampling(model: str) -> bool:
+    "Does the fake treat `model` as one that fixes its own sampling (3.5 Flash-Lite, 3.6 and later, `-latest` aliases)?"
+    m = re.search(r"gemini-(\d+)(?:\.(\d+))?", model)
+    if not m: return model.endswith("-latest")
+    v = (int(m.group(1)), int(m.group(2) or 0))
+    return v >= (3, 6) or (v == (3, 5) and "-lite" in model)
+
+def sampling_400(model: str, body: dict) -> dict|None:
+    "The 400 body for a request that sets sampling fields on a model that fixes them, else None."
+    sent = [k for k in SAMPLING_KEYS if k in (body.get("generationConfig") or {})]
+    if not sent or not fixed_sampling(model): return None
+    return error_body(400, "INVALID_ARGUMENT", f"{', '.join(sent)} not supported for {model}: sampling is fixed by the model; "
+                      "remove these fields from generationConfig.")
 
 # %% ../nbs/02a_fakegemini.ipynb #59d76eb4
 _FAKE_QS = [("color", "What color is the product?"), ("item_shape", "What shape is the product?"),
@@ -116,8 +137,11 @@ class FakeGemini:
                  batch_polls: int = 1, # `batches.get` calls before a batch job reports success
                  record: bool = True, # keep every request (path, headers, body)
                  model: str = "gemini-3.5-flash-lite", # model named in quota messages
+                 tier: str = "free", # quota ids of the free or the paid tier in 429 bodies
+                 window: float = 60.0, # seconds of the `rpm` window (shorter in tests, to compress time)
                 ):
         self.latency, self.rpm, self.rpd, self.batch_polls, self.record, self.model = latency, rpm, rpd, batch_polls, record, model
+        self.tier, self.window = tier, window
         self.queue, self.requests, self.counts = deque(), [], Counter()
         self.jobs, self._ids, self._lock, self._window = {}, itertools.count(1), threading.Lock(), deque()
         self.batch_reject = None  # set to a behaviour (e.g. '429-minute') to refuse batch creation with it
@@ -136,14 +160,19 @@ class FakeGemini:
     def __exit__(self, *exc): self.stop()
 
 # %% ../nbs/02a_fakegemini.ipynb #dee09284
-def _next(self: FakeGemini, body: dict):
-    "Pick the behaviour for one generate request: quota checks first, then the script, then 'ok'."
+def _next(self: FakeGemini, body: dict, model: str = ""):
+    "Pick the reply for one generate request: sampling check, quota checks, then the script, then 'ok'."
+    if (bad := sampling_400(model, body)):
+        with self._lock: self.counts["generate"] += 1; self.counts[400] += 1
+        return 0.0, 400, bad
     with self._lock:
         now = time.monotonic()
-        while self._window and now - self._window[0] > 60: self._window.popleft()
+        while self._window and now - self._window[0] > self.window: self._window.popleft()
         self.counts["generate"] += 1
-        if self.rpd is not None and self.counts["served"] >= self.rpd: beh = lambda b: (429, quota_429("day", self.model, self.rpd))
-        elif self.rpm is not None and len(self._window) >= self.rpm: beh = lambda b: (429, quota_429("minute", self.model, self.rpm))
+        if self.rpd is not None and self.counts["served"] >= self.rpd: beh = lambda b: (429, quota_429("day", self.model, self.rpd, tier=self.tier))
+        elif self.rpm is not None and len(self._window) >= self.rpm:
+            wait = max(1, math.ceil(self.window - (now - self._window[0])))
+            beh = lambda b: (429, quota_429("minute", self.model, self.rpm, wait, self.tier))
         else:
             beh = self.queue.popleft() if self.queue else "ok"
             self._window.append(now); self.counts["served"] += 1
@@ -159,7 +188,7 @@ def _create_batch(self: FakeGemini, model: str, body: dict) -> dict:
     reqs = batch.get("inputConfig", {}).get("requests", {}).get("requests", [])
     outs = []
     for r in reqs:
-        _, status, reply = self._next(r.get("request", {}))
+        _, status, reply = self._next(r.get("request", {}), model)
         entry = {"metadata": r["metadata"]} if r.get("metadata") and self.batch_metadata else {}
         entry.update({"response": reply} if status == 200 else {"error": (reply or {}).get("error", {"code": status})})
         outs.append(entry)
@@ -211,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         if m.group(2) == "batchGenerateContent":
             if fake.batch_reject: return self._send(*behave(fake.batch_reject, body)[1])
             return self._send(200, fake._create_batch(m.group(1), body))
-        delay, status, reply = fake._next(body)
+        delay, status, reply = fake._next(body, m.group(1))
         time.sleep(delay); self._send(status, reply)
 
     def do_GET(self):

@@ -20,10 +20,15 @@ from .models import get_adapter
 from .split import read_vqa
 
 # %% auto #0
-__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'WANDB_FILE', 'RELEASE_IGNORE', 'scale_batch', 'training_kwargs', 'VQADataset',
-           'VQACollator', 'lora_layers', 'double_wrapped', 'add_lora', 'check_trainable_fp32', 'dist_info',
-           'device_map_for', 'launch_command', 'last_checkpoint', 'adopt_checkpoint', 'fetch_hub_checkpoint',
-           'wandb_run_id', 'start_wandb', 'model_card', 'push_run', 'already_finished', 'finetune', 'finetune_cli']
+__all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'RECIPES', 'WANDB_FILE', 'BEST_FILE', 'BEST_DIR', 'RELEASE_IGNORE', 'KNOWN_CONFIGS',
+           'VISION_CHOICES', 'T4_GIB', 'CUDA_CONTEXT_GIB', 'RESERVE', 'ABO_SIDE', 'scale_batch', 'training_kwargs',
+           'recipe_quant', 'EpochLR', 'recipe_callbacks', 'VQADataset', 'VQACollator', 'lora_layers', 'double_wrapped',
+           'add_lora', 'check_trainable_fp32', 'dist_info', 'device_map_for', 'launch_command', 'checkpoint_fault',
+           'last_checkpoint', 'adopt_checkpoint', 'fetch_hub_checkpoint', 'BestCheckpoint', 'restore_best',
+           'wandb_run_id', 'start_wandb', 'model_card', 'push_run', 'base_config', 'train_dtype', 'load_base',
+           'weight_rows', 'sample_tokens', 'activation_gib', 'memory_plan', 'format_plan', 'plan_remedies',
+           'check_plan', 'NonFiniteGuard', 'already_finished', 'finetune', 'finetune_cli', 'load_lora_weights',
+           'curriculum_splits', 'finetune_curriculum']
 
 # %% ../nbs/06_finetune.ipynb #4f67331c
 COMMON = dict(weight_decay=0.01, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
@@ -39,6 +44,13 @@ PRESETS = {  # the report's values; batch and grad-accum are per single process 
                   eval_steps=200, save_steps=200, logging_steps=20),
     "qwen":  dict(per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=5000, learning_rate=2e-4,
                   eval_steps=100, save_steps=100, logging_steps=10),
+    # the seed report's recipe exactly (see "The seed report's recipe" below); extra settings in RECIPES
+    "seed-blip":  dict(per_device_train_batch_size=8, gradient_accumulation_steps=2, num_train_epochs=3, learning_rate=2e-4,
+                       eval_steps=1000, save_steps=1000, logging_steps=1000),
+    "seed-llava": dict(per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=1500, learning_rate=2e-4,
+                       eval_steps=200, save_steps=200, logging_steps=200),
+    "seed-qwen":  dict(per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=5000, learning_rate=2e-4,
+                       eval_steps=100, save_steps=100, logging_steps=100),
     "demo":  dict(per_device_train_batch_size=64, gradient_accumulation_steps=1, max_steps=1500, learning_rate=3e-3,
                   lr_scheduler_type="cosine", warmup_steps=0.05, eval_steps=500, save_steps=500, logging_steps=50,
                   gradient_checkpointing=False),
@@ -88,6 +100,40 @@ def training_kwargs(preset: str = "blip", # a key of `PRESETS`
     kw.update(overrides)
     if "eval_steps" in overrides and "save_steps" not in overrides: kw["save_steps"] = kw["eval_steps"]
     return _rename_ckpt(kw)
+
+# %% ../nbs/06_finetune.ipynb #4b9623ba
+RECIPES = {  # seed preset: family, quantisation, LR after epoch N, curriculum (images per stage), evaluation normaliser
+    "seed-blip":  dict(family="blip", quant="8bit", lr_after_epochs={1: 2e-5}, curriculum=(6000, 20000), normalizer="blip"),
+    "seed-llava": dict(family="llava", quant="4bit", lr_after_epochs={}, curriculum=(6000, 20000), normalizer="llava"),
+    "seed-qwen":  dict(family="qwen", quant="8bit", lr_after_epochs={}, curriculum=(6000, 20000), normalizer="qwen"),
+}
+
+def recipe_quant(model: str, # model family
+                 preset: str, # preset name
+                 quant: str|None, # the --quant value ('default' → the recipe's, else the family's)
+                ) -> str|None:
+    "The quantisation a run uses: an explicit `quant`, else the seed recipe's, else the family default (None: unquantised)."
+    from abovqa.core import UserError
+    if preset in RECIPES and RECIPES[preset]["family"] != model:
+        raise UserError(f"--preset {preset} is the {RECIPES[preset]['family']} recipe; use it with --model {RECIPES[preset]['family']}", 2)
+    if quant != "default": return None if quant in (None, "none") else quant
+    return RECIPES[preset]["quant"] if preset in RECIPES else FAMILIES[model]["quant"]
+
+# %% ../nbs/06_finetune.ipynb #dbfee369
+class EpochLR(TrainerCallback):
+    "Set the learning rate's base value to `rates[e]` once training reaches epoch `e` (the schedule's shape is kept)."
+    def __init__(self, rates: dict): self.rates = {float(k): float(v) for k, v in rates.items()}
+    def on_step_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kw):
+        due = [v for e, v in sorted(self.rates.items()) if (state.epoch or 0) >= e]
+        if not due or lr_scheduler is None or all(b == due[-1] for b in lr_scheduler.base_lrs): return
+        ratio = due[-1] / lr_scheduler.base_lrs[0]
+        lr_scheduler.base_lrs = [due[-1]] * len(lr_scheduler.base_lrs)
+        for g in optimizer.param_groups: g["lr"] *= ratio
+
+def recipe_callbacks(preset: str) -> list:
+    "The callbacks a preset's recipe needs (the learning-rate step of `seed-blip`)."
+    rates = RECIPES.get(preset, {}).get("lr_after_epochs")
+    return [EpochLR(rates)] if rates else []
 
 # %% ../nbs/06_finetune.ipynb #8658c2ef
 def _open_rgb(path: Path) -> Image.Image:
@@ -195,29 +241,63 @@ def _strip_gpus(argv: list[str]) -> list[str]:
         out.append(a)
     return out
 
+# %% ../nbs/06_finetune.ipynb #aab174af
+import zipfile
+from safetensors import safe_open
+
 # %% ../nbs/06_finetune.ipynb #8010bddc
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
+def checkpoint_fault(ckpt: str|Path, # a checkpoint-N folder
+                    ) -> str|None:
+    "Why `ckpt` cannot be resumed from (no or unreadable trainer state, truncated safetensors, corrupt .pt/.bin), or None."
+    ckpt = Path(ckpt)
+    if not (ckpt/"trainer_state.json").is_file(): return "no trainer_state.json (killed while saving)"
+    try: json.loads((ckpt/"trainer_state.json").read_text())
+    except (ValueError, UnicodeDecodeError) as e: return f"trainer_state.json is not JSON ({e})"
+    for f in sorted(ckpt.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt"): pass                 # checks the header and that the file covers it
+        except Exception as e: return f"{f.name} is unreadable ({e})"
+    for f in sorted(p for p in ckpt.iterdir() if p.suffix in (".pt", ".pth", ".bin")):
+        try:
+            with zipfile.ZipFile(f) as z: bad = z.testzip()    # torch.save files are zip archives with CRCs
+        except (zipfile.BadZipFile, OSError, EOFError) as e: bad = str(e) or type(e).__name__
+        if bad: return f"{f.name} is corrupt (bad data in {bad})"
+    return None
+
+def _set_aside(p: Path, prefix: str) -> Path:
+    dst = p.with_name(f"{prefix}{p.name}")
+    for i in range(2, 1000):
+        if not dst.exists(): break
+        dst = p.with_name(f"{prefix}{p.name}-{i}")
+    return p.rename(dst)
+
 def last_checkpoint(run: str|Path, # the run folder
                    ) -> Path|None:
-    "The newest complete `checkpoint-N` in `run`; incomplete ones are renamed `_incomplete-checkpoint-N`."
+    "The newest checkpoint-N in `run` that loads; faulty newer ones are set aside (`_incomplete-`/`_bad-`) with a warning."
     run = Path(run)
     if not run.is_dir(): return None
     ckpts = sorted((int(m[1]), p) for p in run.iterdir() if p.is_dir() and (m := _CKPT.match(p.name)))
     for step, p in reversed(ckpts):
-        if (p/"trainer_state.json").is_file(): return p
-        p.rename(run/f"_incomplete-{p.name}")
+        why = checkpoint_fault(p)
+        if why is None: return p
+        dst = _set_aside(p, "_incomplete-" if why.startswith("no trainer_state") else "_bad-")
+        print(f"warning: {p.name} cannot be resumed from: {why}; set aside as {dst.name}, trying the previous one",
+              file=sys.stderr, flush=True)
     return None
 
 # %% ../nbs/06_finetune.ipynb #33c8dbc1
 WANDB_FILE = "wandb_run.json"
+BEST_FILE, BEST_DIR = "best_checkpoint.json", "best-checkpoint"   # in the run folder / on the Hub repo
+
+def _step(ckpt: Path) -> int: return json.loads((Path(ckpt)/"trainer_state.json").read_text())["global_step"]
 
 def adopt_checkpoint(src: str|Path, # a downloaded `last-checkpoint` folder
                      run: str|Path, # the run folder
                     ) -> Path:
     "Move a checkpoint folder into `run` as `checkpoint-<global_step>`."
-    step = json.loads((Path(src)/"trainer_state.json").read_text())["global_step"]
-    dst = Path(run)/f"checkpoint-{step}"
+    dst = Path(run)/f"checkpoint-{_step(src)}"
     shutil.move(str(src), dst)
     return dst
 
@@ -225,14 +305,61 @@ def fetch_hub_checkpoint(repo: str, # Hub repo the checkpoints were pushed to
                          run: str|Path, # the (empty) run folder
                          token: str|None = None,
                         ) -> Path|None:
-    "Download `repo/last-checkpoint` (and the wandb id) into `run`; None when the repo has none."
-    from huggingface_hub import snapshot_download
+    "Download `repo/last-checkpoint`, `best-checkpoint` (and the wandb id) into `run`; None when the repo has no checkpoint."
+    import huggingface_hub
     from huggingface_hub.errors import RepositoryNotFoundError
     tmp = Path(run)/"_hub"
-    try: snapshot_download(repo, allow_patterns=["last-checkpoint/*", WANDB_FILE], local_dir=tmp, token=token)
+    try: huggingface_hub.snapshot_download(repo, allow_patterns=["last-checkpoint/*", f"{BEST_DIR}/*", WANDB_FILE, BEST_FILE],
+                                           local_dir=tmp, token=token)
     except RepositoryNotFoundError: return None          # first session: the Trainer creates the repo later
-    if (tmp/WANDB_FILE).is_file() and not (Path(run)/WANDB_FILE).exists(): shutil.copy(tmp/WANDB_FILE, run)
-    return adopt_checkpoint(tmp/"last-checkpoint", run) if (tmp/"last-checkpoint"/"trainer_state.json").is_file() else None
+    for f in (WANDB_FILE, BEST_FILE):
+        if (tmp/f).is_file() and not (Path(run)/f).exists(): shutil.copy(tmp/f, run)
+    if not (tmp/"last-checkpoint"/"trainer_state.json").is_file(): return None
+    last = adopt_checkpoint(tmp/"last-checkpoint", run)
+    best = tmp/BEST_DIR
+    if (best/"trainer_state.json").is_file() and not (Path(run)/f"checkpoint-{_step(best)}").exists(): adopt_checkpoint(best, run)
+    return last
+
+# %% ../nbs/06_finetune.ipynb #c199f48c
+_NO_OPTIM = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth"]
+
+class BestCheckpoint(TrainerCallback):
+    "At every new best eval: record it in `run/best_checkpoint.json` and (with a repo) push the checkpoint to `REPO/best-checkpoint`."
+    def __init__(self, run: str|Path, # the run folder
+                 repo: str|None = None, # Hub repo of the checkpoints; None: local record only
+                 token: str|None = None, # HF token
+                ): self.run, self.repo, self.token = Path(run), repo, token
+    def on_save(self, args, state, control, **kw):
+        if not state.is_world_process_zero or not state.best_global_step or state.best_global_step != state.global_step: return
+        ckpt = self.run/f"checkpoint-{state.global_step}"
+        rec = dict(step=state.global_step, metric=args.metric_for_best_model, value=state.best_metric, checkpoint=ckpt.name)
+        write_json(rec, self.run/BEST_FILE)
+        if self.repo is None or not ckpt.is_dir(): return
+        from huggingface_hub import HfApi
+        try:
+            api = HfApi(token=self.token)
+            api.upload_folder(repo_id=self.repo, folder_path=str(ckpt), path_in_repo=BEST_DIR, ignore_patterns=_NO_OPTIM,
+                              delete_patterns=["*"], commit_message=f"best checkpoint: step {state.global_step}")
+            api.upload_file(path_or_fileobj=str(self.run/BEST_FILE), path_in_repo=BEST_FILE, repo_id=self.repo,
+                            commit_message=f"best checkpoint: step {state.global_step}")
+        except Exception as e:   # a failed upload must not stop training; the local record stays
+            print(f"warning: could not push the best checkpoint to {self.repo}: {e}", file=sys.stderr, flush=True)
+
+def restore_best(run: str|Path, # the run folder
+                 resume: str|Path, # the checkpoint the run resumes from
+                ) -> Path|None:
+    "Point `resume`'s trainer state at the best checkpoint's folder in `run` (the Trainer drops a missing one); returns it."
+    run, f = Path(run), Path(resume)/"trainer_state.json"
+    state = json.loads(f.read_text())
+    k = state.get("best_global_step")
+    if not k: return None
+    best = run/f"checkpoint-{k}"
+    if not best.is_dir():
+        print(f"warning: the best checkpoint (step {k}, {state.get('best_metric')}) is not in {run}: the final adapter "
+              "will be the best of the checkpoints still here", file=sys.stderr, flush=True)
+        return None
+    if state.get("best_model_checkpoint") != str(best): write_json({**state, "best_model_checkpoint": str(best)}, f)
+    return best
 
 # %% ../nbs/06_finetune.ipynb #c0679fe2
 def wandb_run_id(run: str|Path, # the run folder
@@ -298,12 +425,250 @@ def push_run(run: str|Path, # a finished run folder
     return str(api.upload_folder(repo_id=repo, folder_path=str(run), ignore_patterns=RELEASE_IGNORE,
                                  commit_message="abovqa: LoRA adapter and model card"))
 
+# %% ../nbs/06_finetune.ipynb #85ca8b40
+from .core import UserError
+from .models import quant_config
+
+# %% ../nbs/06_finetune.ipynb #4dd27c6c
+KNOWN_CONFIGS = {  # public config.json values of the report's base models: a meta build works offline
+    "Salesforce/blip-vqa-base": dict(cls="BlipConfig"),   # BlipConfig's defaults are blip-vqa-base
+    "llava-hf/llava-1.5-7b-hf": dict(cls="LlavaConfig",
+        vision_config=dict(model_type="clip_vision_model", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                           num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768),
+        text_config=dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                         num_attention_heads=32, num_key_value_heads=32, vocab_size=32064, max_position_embeddings=4096,
+                         rms_norm_eps=1e-5),
+        image_token_index=32000, pad_token_id=32001, vision_feature_layer=-2, vision_feature_select_strategy="default"),
+    "Qwen/Qwen2.5-VL-7B-Instruct": dict(cls="Qwen2_5_VLConfig",
+        text_config=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                         num_key_value_heads=4, vocab_size=152064, max_position_embeddings=128000, rms_norm_eps=1e-6,
+                         tie_word_embeddings=False,
+                         rope_parameters=dict(rope_type="default", rope_theta=1e6, mrope_section=[16, 24, 24])),
+        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                           fullatt_block_indexes=[7, 15, 23, 31], in_chans=3, tokens_per_second=2),
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653),
+}
+
+def base_config(model_path: str|Path, # Hub id or folder of the base model
+               ):
+    "The transformers config of `model_path`: its folder's config.json, a known Hub id's, or the Hub cache's."
+    import transformers
+    p = Path(model_path)
+    if (p/"config.json").is_file(): return transformers.AutoConfig.from_pretrained(str(p))
+    if str(model_path) in KNOWN_CONFIGS:
+        kw = dict(KNOWN_CONFIGS[str(model_path)]); return getattr(transformers, kw.pop("cls"))(**kw)
+    try: return transformers.AutoConfig.from_pretrained(str(model_path))
+    except OSError as e:
+        raise UserError(f"--model-path {model_path}: no config.json there and not in the Hub cache; give a model "
+                        f"folder or one of {', '.join(KNOWN_CONFIGS)}") from e
+
+# %% ../nbs/06_finetune.ipynb #d0abd819
+VISION_CHOICES = ("fp16", "fp32", "quant")
+
+def train_dtype(family: str, # blip, llava or qwen
+                cuda: bool, # training on CUDA
+               ) -> torch.dtype:
+    "The dtype `finetune` loads a base model in: fp16 on CUDA (BLIP: fp32 master weights + fp16 autocast), else fp32."
+    return torch.float16 if cuda and family != "blip" else torch.float32
+
+def _vision_skip(family, vision):
+    if family != "qwen" or vision == "quant": return None
+    return ["model.visual", "visual"]
+
+def load_base(family: str, # blip, llava or qwen
+              model_path: str|Path, # Hub id or folder of the base model
+              quant: str|None = None, # None, '4bit' or '8bit'
+              cuda: bool = False, # load for CUDA training (fp16)
+              device_map=None, # from `device_map_for`
+              vision: str = "fp16", # Qwen's vision tower: 'fp16' (frozen, training dtype, not quantised), 'fp32' or 'quant'
+              meta: bool = False, # build on the meta device from the config: no weights, no processor, no memory
+             ):
+    "`(model, processor)` exactly as `finetune` trains it; with `meta`, the same modules and dtypes without weights."
+    if vision not in VISION_CHOICES: raise UserError(f"--vision must be one of {', '.join(VISION_CHOICES)}, got {vision!r}", code=2)
+    ad, dtype = get_adapter(family), train_dtype(family, cuda)
+    if family == "qwen": ad.fp32_vision = vision == "fp32" and dtype == torch.float16
+    kw = {"quantization_config": quant_config(quant, dtype, skip=_vision_skip(family, vision))} if quant else {}
+    if not meta: return ad.load(model_path, dtype=dtype, quant=quant, device_map=device_map, **kw)
+    mkw = {**ad.model_kwargs(dtype, quant), **kw}
+    qcfg = mkw.pop("quantization_config", None)
+    import transformers
+    with torch.device("meta"):
+        model = getattr(transformers, ad.auto_model).from_config(base_config(model_path), **mkw)
+    if qcfg is not None:
+        from transformers.quantizers import AutoHfQuantizer
+        AutoHfQuantizer.from_config(qcfg).preprocess_model(model=model, dtype=dtype, device_map=None,
+                                                           checkpoint_files=None, use_kernels=False)
+    if family == "qwen" and ad._vision_fp32(dtype): model.model.visual.float()   # as QwenAdapter._setup
+    return model, None
+
+# %% ../nbs/06_finetune.ipynb #b0354361
+T4_GIB = 14.74           # total_memory of a T4 as torch reports it (15,835,660,288 B); what a plan must fit
+CUDA_CONTEXT_GIB = 0.5   # CUDA context, cuBLAS workspace and kernels: outside torch's allocator
+RESERVE = 0.05           # share of the budget kept free for the caching allocator's fragmentation
+ABO_SIDE = 256           # longest side of an ABO small image
+
+def _part(name: str) -> str:
+    if any(k in name for k in ("visual.", "vision_model.", "vision_tower.")): return "vision tower"
+    if any(k in name for k in ("embed_tokens", "lm_head", "word_embeddings", "cls.predictions")): return "embeddings + head"
+    return "language model"
+
+def _bytes(p) -> tuple[str, float]:
+    "(dtype label, bytes) of one parameter as it will sit on the GPU."
+    kind = type(p).__name__
+    if kind == "Int8Params": return "int8", p.numel() + p.shape[0] * 4                       # + fp32 row scales
+    if kind == "Params4bit": return "nf4", p.numel() * (0.5 + 1/64 + 4/(64*256))             # + double-quant absmax
+    return str(p.dtype).replace("torch.", ""), p.numel() * p.element_size()
+
+def weight_rows(model) -> list[dict]:
+    "Parameters of a (meta) model grouped by part and dtype: component, dtype, params, GiB."
+    acc = {}
+    for n, p in model.named_parameters():
+        dt, b = _bytes(p)
+        r = acc.setdefault((_part(n), dt), dict(component=_part(n), dtype=dt, params=0, gib=0.0))
+        r["params"] += p.numel(); r["gib"] += b / 2**30
+    cut = 0.005 * sum(r["gib"] for r in acc.values())                  # rows under 0.5% of the weights are merged
+    big = [r for r in acc.values() if r["gib"] >= cut]
+    small = [r for r in acc.values() if r["gib"] < cut]
+    if small: big.append(dict(component="norms, biases, small layers", dtype="mixed",
+                              params=sum(r["params"] for r in small), gib=sum(r["gib"] for r in small)))
+    return sorted(big, key=lambda r: -r["gib"])
+
+# %% ../nbs/06_finetune.ipynb #e6907e2a
+def _stack(layers, hidden, inter, tokens, batch, checkpointing, nbytes=2):
+    "Activation bytes of a transformer stack kept for the backward pass."
+    one = batch * tokens * (10 * hidden + 3 * inter) * nbytes       # q k v o, norms, residuals; MLP gate, up, act
+    return layers * batch * tokens * hidden * nbytes + one if checkpointing else layers * one
+
+def sample_tokens(family: str, config) -> dict:
+    "Tokens per training sample with ABO images (longest side 256): vision patches, LM tokens, tokens with logits."
+    vc, text = config.vision_config, 48                              # chat template + question + answer
+    if family == "qwen":
+        side = ABO_SIDE // (vc.patch_size * vc.spatial_merge_size) * vc.spatial_merge_size   # 256 px -> 18 patches
+        vis = side * side; lm = vis // vc.spatial_merge_size**2 + 2 + text
+        return dict(vision=vis, lm=lm, logits=lm)
+    vis = (vc.image_size // vc.patch_size) ** 2 + 1
+    if family == "llava": return dict(vision=vis, lm=vis - 1 + text, logits=vis - 1 + text)
+    return dict(vision=vis, lm=32, logits=8)                         # BLIP: question encoder, 8 answer tokens
+
+def activation_gib(family: str, # blip, llava or qwen
+                   config, # the model's transformers config
+                   batch: int, # per-device batch
+                   checkpointing: bool = True, # gradient checkpointing
+                  ) -> float:
+    "Estimate of the activations, logits and loss buffers of one training step (fp16 activations, fp32 loss)."
+    t, vc, tc = sample_tokens(family, config), config.vision_config, config.text_config
+    v_layers = getattr(vc, "depth", None) or vc.num_hidden_layers
+    b = _stack(v_layers, vc.hidden_size, vc.intermediate_size, t["vision"], batch, checkpointing)
+    lm_layers = tc.num_hidden_layers * (2 if family == "blip" else 1)   # BLIP: text encoder + decoder
+    b += _stack(lm_layers, tc.hidden_size, tc.intermediate_size, t["lm"], batch, checkpointing)
+    b += batch * t["logits"] * tc.vocab_size * 12                     # fp16 logits, fp32 copy, fp32 grad
+    return b / 2**30
+
+# %% ../nbs/06_finetune.ipynb #af0c7c9f
+def memory_plan(family: str, # blip, llava or qwen
+                model_path: str|Path, # Hub id or folder of the base model
+                quant: str|None, # None, '4bit' or '8bit'
+                batch: int, # per-device batch
+                budget_gib: float|None = T4_GIB, # memory per GPU; None: no verdict (CPU)
+                checkpointing: bool = True, # gradient checkpointing
+                vision: str = "fp16", # Qwen's vision tower (see `load_base`)
+                gpus_per_copy: int = 1, # >1 with device_map='auto': one copy split over this many GPUs
+                lora=None, # the peft LoraConfig (the family's default when None)
+               ) -> dict:
+    "Memory per GPU of a fine-tuning run, from a meta-device build by `load_base` (the loader `finetune` uses)."
+    if batch < 1: raise UserError(f"--batch-size must be at least 1, got {batch}", code=2)
+    model, _ = load_base(family, model_path, quant, cuda=True, vision=vision, meta=True)
+    rows = weight_rows(model)
+    for r in rows: r["gib"] /= gpus_per_copy
+    for p in model.parameters(): p.requires_grad_(False)
+    n = sum(p.numel() for p in get_peft_model(model, lora or get_adapter(family).lora_config()).parameters() if p.requires_grad)
+    t = sample_tokens(family, model.config)
+    rows += [dict(component="LoRA weights + grads", dtype="float32", params=n, gib=8 * n / 2**30),
+             dict(component="Adam states", dtype="float32", params=2 * n, gib=8 * n / 2**30),
+             dict(component=f"activations (batch {batch}, {t['lm']} LM + {t['vision']} vision tokens)", dtype="float16",
+                  params=None, gib=activation_gib(family, model.config, batch, checkpointing)),
+             dict(component="CUDA context + workspace", dtype="", params=None, gib=CUDA_CONTEXT_GIB)]
+    total = sum(r["gib"] for r in rows)
+    margin = None if budget_gib is None else budget_gib * (1 - RESERVE) - total
+    return dict(family=family, quant=quant, vision=vision if family == "qwen" else None, batch=batch, rows=rows,
+                total_gib=total, budget_gib=budget_gib, margin_gib=margin, fits=None if margin is None else margin >= 0)
+
+# %% ../nbs/06_finetune.ipynb #a37e1e23
+def format_plan(plan: dict) -> str:
+    "The plan as a printable table."
+    df = pd.DataFrame(plan["rows"])
+    df["params"] = [("" if p is None or p != p else f"{p/1e9:.2f} B" if p >= 1e8 else f"{p/1e6:.1f} M") for p in df.params]
+    df["GiB"] = df.pop("gib").round(3)
+    tail = f"total {plan['total_gib']:.2f} GiB per GPU"
+    if plan["budget_gib"] is not None:
+        tail += (f" of {plan['budget_gib']:.2f} GiB: " + ("fits" if plan["fits"] else "DOES NOT FIT")
+                 + f", margin {plan['margin_gib']:+.2f} GiB after a {RESERVE:.0%} fragmentation reserve")
+    return df.to_string(index=False) + "\n" + tail
+
+def plan_remedies(plan: dict) -> list[str]:
+    "What would shrink a plan that does not fit."
+    out = []
+    if plan["vision"] == "fp32": out.append("--vision fp16 (frozen fp16 vision tower)")
+    if plan["quant"] in (None, "8bit") and plan["family"] != "blip": out.append("--quant 4bit")
+    if plan["batch"] > 1: out.append(f"--batch-size {plan['batch'] // 2} with --grad-accum doubled")
+    out.append("--device-map auto (one model copy over all GPUs, single process)")
+    return out
+
+def check_plan(plan: dict):
+    "Raise a `UserError` naming the remedies when the plan does not fit its budget."
+    if plan["fits"] is False:
+        raise UserError(f"{plan['family']} needs about {plan['total_gib']:.1f} GiB per GPU but the budget is "
+                        f"{plan['budget_gib']:.1f} GiB: try " + ", or ".join(plan_remedies(plan))
+                        + " (--gpu-memory sets the budget)", code=1)
+    return plan
+
+# %% ../nbs/06_finetune.ipynb #442190ad
+def _finite(x) -> bool:
+    "x is None or has no NaN/inf (two reductions: no tensor-sized temporary for 152k-vocabulary logits)."
+    if x is None: return True
+    x = torch.as_tensor(x).detach()
+    return bool(torch.isfinite(x.amax()) & torch.isfinite(x.amin())) if x.numel() else True
+
+class NonFiniteGuard(TrainerCallback):
+    "Stop with a one-line `UserError` when the training loss or logits (first steps) or a logged loss is NaN/inf."
+    def __init__(self, check_steps: int = 20, # check every forward's loss and logits during this many steps
+                ): self.check_steps, self.hook, self.bad = check_steps, None, None
+    def _forward(self, module, args, out):
+        if not module.training or self.bad: return
+        if not _finite(getattr(out, "loss", None)): self.bad = "loss"
+        elif not _finite(getattr(out, "logits", None)): self.bad = "logits"
+    def _stop(self, what, args, step):
+        if self.hook is not None: self.hook.remove(); self.hook = None
+        where = " in fp16" if args.fp16 else ""
+        raise UserError(f"training stopped at step {step}: the {what} is NaN/inf{where}: an fp16 overflow (T4s have no bf16) "
+                        f"or a learning rate too high; lower --lr "
+                        f"(now {args.learning_rate:g}), keep --set max_grad_norm=1.0, for Qwen try --vision fp32 --batch-size 4 "
+                        "--grad-accum 2 (fits a T4); "
+                        "checkpoints before this step are kept, rerun to resume", code=1)
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        if model is not None and self.hook is None: self.hook = model.register_forward_hook(self._forward)
+    def on_step_end(self, args, state, control, **kw):
+        if self.bad: self._stop(self.bad, args, state.global_step)
+        if state.global_step >= self.check_steps and self.hook is not None: self.hook.remove(); self.hook = None
+    def on_log(self, args, state, control, logs=None, **kw):
+        for k in ("loss", "eval_loss"):
+            if not _finite((logs or {}).get(k)): self._stop(k.replace("_", " "), args, state.global_step)
+    def on_train_end(self, args, state, control, **kw):
+        if self.hook is not None: self.hook.remove(); self.hook = None
+
 # %% ../nbs/06_finetune.ipynb #4d74a257
 def _set_value(s: str):
     k, sep, v = s.partition("=")
     if not sep: raise argparse.ArgumentTypeError(f"--set needs KEY=VALUE, got {s!r}")
     try: return k, json.loads(v)
     except json.JSONDecodeError: return k, v
+
+def _sizes(s: str) -> list[int]:
+    try: sizes = [int(x) for x in s.split(",")]
+    except ValueError: raise argparse.ArgumentTypeError(f"--curriculum needs image counts like 6000,20000, got {s!r}") from None
+    if any(n <= 0 for n in sizes) or sizes != sorted(sizes): raise argparse.ArgumentTypeError(f"--curriculum sizes must be positive and increasing, got {s!r}")
+    return sizes
 
 def _parser():
     p = argparse.ArgumentParser(prog="abovqa finetune", description="LoRA / QLoRA fine-tuning on a split folder. "
@@ -323,6 +688,10 @@ def _parser():
     p.add_argument("--quant", choices=["default", "none", "4bit", "8bit"], default="default",
                    help="default: the report's (4bit LLaVA, 8bit Qwen, none BLIP)")
     p.add_argument("--device-map", choices=["auto"], help="split one model copy over all GPUs (single process)")
+    p.add_argument("--vision", choices=list(VISION_CHOICES), default="fp16",
+                   help="Qwen's vision tower: fp16 (frozen, unquantised; default), fp32 or quant (with the LM)")
+    p.add_argument("--gpu-memory", type=float, metavar="GIB",
+                   help="memory budget per GPU for the memory plan (default: the GPU's; e.g. 14.74 to check a T4 plan)")
     p.add_argument("--lora-r", type=int); p.add_argument("--lora-alpha", type=int)
     p.add_argument("--lora-dropout", type=float)
     p.add_argument("--seed", type=int, default=42)
@@ -332,6 +701,8 @@ def _parser():
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the adapter and model card to REPO at the end")
     p.add_argument("--hub-checkpoints", action="store_true", help="also push every checkpoint to REPO for resuming")
     p.add_argument("--gpus", type=int, default=1, help="data-parallel processes (torchrun), one per GPU")
+    p.add_argument("--curriculum", type=_sizes, help="train in stages on growing image subsets, e.g. 6000,20000 (the seed report's schedule)")
+    p.add_argument("--init-adapter", help="start from this LoRA run folder's adapter weights")
     return p
 
 def _to_argv(params: dict) -> list[str]:
@@ -351,7 +722,7 @@ def _resolve_settings(model, preset, quant, world, cuda, max_steps, epochs, lr, 
                       set_args, wandb_project, push_to_hub, hub_checkpoints, out):
     fam = FAMILIES[model]
     preset = preset or fam["preset"]
-    quant = fam["quant"] if quant == "default" else (None if quant in (None, "none") else quant)
+    quant = recipe_quant(model, preset, quant)   # explicit, else the seed recipe's, else the family's
     named = dict(max_steps=max_steps, num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,
                  gradient_accumulation_steps=grad_accum, eval_steps=every, seed=seed)
     over = {k: v for k, v in named.items() if v is not None}
@@ -365,10 +736,6 @@ def _resolve_settings(model, preset, quant, world, cuda, max_steps, epochs, lr, 
     return preset, quant, training_kwargs(preset, world=world, cuda=cuda, **over)
 
 # %% ../nbs/06_finetune.ipynb #0e4cb889
-def _load_base(adapter, model_path, quant, device_map, cuda, family):
-    dtype = torch.float16 if cuda and family != "blip" else torch.float32   # BLIP: fp32 master weights + fp16 autocast
-    return adapter.load(model_path, dtype=dtype, quant=quant, device_map=device_map)
-
 def _lora_config(adapter, r, alpha, dropout):
     return adapter.lora_config(**{k: v for k, v in dict(r=r, alpha=alpha, dropout=dropout).items() if v is not None})
 
@@ -379,6 +746,16 @@ def _jsonable_lora(cfg) -> dict:
 def _split_info(data: Path) -> dict:
     f = Path(data)/"split.json"
     return json.loads(f.read_text()) if f.is_file() else {}
+
+# %% ../nbs/06_finetune.ipynb #fe980f1e
+def _plan_or_refuse(model, model_path, quant, kw, ckpt_key, vision, gpu_memory, device_map, cuda, d) -> dict:
+    "Print the memory plan of this run (rank 0) and raise `UserError` when it does not fit the GPU."
+    if gpu_memory is None and cuda: gpu_memory = torch.cuda.get_device_properties(d["local_rank"]).total_memory / 2**30
+    split = torch.cuda.device_count() if device_map == "auto" and cuda else 1
+    plan = memory_plan(model, model_path, quant, kw["per_device_train_batch_size"], gpu_memory, bool(kw.get(ckpt_key)),
+                       vision, split)
+    if d["rank"] == 0: print(f"memory plan ({model}, quant {quant or 'none'}):\n{format_plan(plan)}", flush=True)
+    return check_plan(plan)
 
 # %% ../nbs/06_finetune.ipynb #c38194bf
 def already_finished(out: Path, # the run folder
@@ -404,6 +781,8 @@ def finetune(model: str, # family: blip, llava or qwen
              max_train_samples: int|None = None,
              quant: str|None = "default", # 'default' (the report's), 'none', '4bit', '8bit'
              device_map: str|None = None, # 'auto': split one copy over all GPUs (single process only)
+             vision: str = "fp16", # Qwen's vision tower: 'fp16' (frozen, unquantised), 'fp32' or 'quant'
+             gpu_memory: float|None = None, # GiB per GPU the memory plan must fit; the GPU's when None (CPU: no check)
              lora_r: int|None = None, lora_alpha: int|None = None, lora_dropout: float|None = None,
              seed: int = 42,
              set_args: list|dict|None = None, # extra TrainingArguments fields
@@ -412,6 +791,7 @@ def finetune(model: str, # family: blip, llava or qwen
              hub_checkpoints: bool = False, # push checkpoints to REPO/last-checkpoint too (resume on a fresh machine)
              gpus: int = 1, # >1: relaunch under torchrun, one process per GPU
              callbacks: list|None = None, # extra TrainerCallbacks (in-process only)
+             init_adapter: str|Path|None = None, # start from this LoRA run's weights (a curriculum's previous stage)
             ) -> Path:
     "Fine-tune `model_path` with LoRA on `data`; returns the run folder (resumes if it has checkpoints)."
     params = {k: v for k, v in locals().items() if k != "callbacks"}
@@ -429,17 +809,21 @@ def finetune(model: str, # family: blip, llava or qwen
         print(f"{out} already finished with these settings: nothing to do (delete it or change --max-steps to train more)")
         return out
     ckpt_key = "activation_checkpointing" if "activation_checkpointing" in kw else "gradient_checkpointing"
+    plan = _plan_or_refuse(model, model_path, quant, kw, ckpt_key, vision, gpu_memory, device_map, cuda, d)
     targs = {**kw, ckpt_key: False}                           # done by add_lora, without input-grad hooks
     token = get_secret("HF_TOKEN") if hub_checkpoints else None
     args = TrainingArguments(output_dir=str(out), hub_token=token, **targs)   # also joins the process group
     with args.main_process_first(local=False, desc="choosing the checkpoint to resume from"):
         last = last_checkpoint(out)                           # rank 0 renames incomplete ones, then the others look
-        if last is None and hub_checkpoints and d["rank"] == 0: last = fetch_hub_checkpoint(push_to_hub, out, token)
+        if last is None and hub_checkpoints and d["rank"] == 0:
+            if fetch_hub_checkpoint(push_to_hub, out, token) is not None: last = last_checkpoint(out)
+        if last is not None and d["rank"] == 0: restore_best(out, last)   # the Trainer drops a best folder it cannot find
     set_seed(seed)
     ad = get_adapter(model)
-    base, proc = _load_base(ad, model_path, quant, device_map_for(cuda, d["world"], d["local_rank"], device_map), cuda, model)
+    base, proc = load_base(model, model_path, quant, cuda, device_map_for(cuda, d["world"], d["local_rank"], device_map), vision)
     lcfg = _lora_config(ad, lora_r, lora_alpha, lora_dropout)
     pm = add_lora(base, lcfg, gradient_checkpointing=bool(kw.get(ckpt_key)))
+    if init_adapter and last is None: load_lora_weights(pm, init_adapter)   # a resumed run has its own weights
     train_ds = VQADataset(Path(data)/"train.csv", images, max_train_samples, seed)
     val_ds = VQADataset(Path(data)/"val.csv", images, max_eval_samples or None, seed)
     config = dict(model=model, model_path=str(model_path), stage="fine-tuned", preset=preset, quant=quant,
@@ -449,13 +833,15 @@ def finetune(model: str, # family: blip, llava or qwen
                   wandb_project=wandb_project, hub_repo=push_to_hub, hub_checkpoints=hub_checkpoints,
                   resumed_from=last.name if last else None, lora_layers=lora_layers(pm), double_wrapped=double_wrapped(pm),
                   trainable_params=sum(p.numel() for p in pm.parameters() if p.requires_grad),
-                  total_params=sum(p.numel() for p in pm.parameters()))
+                  total_params=sum(p.numel() for p in pm.parameters()), vision=vision if model == "qwen" else None,
+                  memory_plan=dict(total_gib=round(plan["total_gib"], 2), budget_gib=plan["budget_gib"]))
     rerun = "abovqa finetune " + shlex.join(argv)
     if d["rank"] == 0:
         write_run_info(out, config, status="running", rerun=rerun)
         if wandb_project: start_wandb(out, wandb_project, kw.get("run_name") or out.name, config)
     trainer = Trainer(model=pm, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=proc,
-                      data_collator=VQACollator(ad, proc), callbacks=callbacks)
+                      data_collator=VQACollator(ad, proc), callbacks=[NonFiniteGuard(), BestCheckpoint(out, push_to_hub if hub_checkpoints else None, token),
+                                 *(callbacks or []), *recipe_callbacks(preset)])
     check_trainable_fp32(pm)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.save_model(str(out)); trainer.save_state()
@@ -475,5 +861,60 @@ def finetune_cli(argv: list[str]|None = None, # arguments after `abovqa finetune
                 ) -> int:
     "`abovqa finetune`: LoRA fine-tuning into RUN_DIR (rerun to resume)."
     a = vars(_parser().parse_args(argv))
-    finetune(**a)
+    if (sizes := a.pop("curriculum")): finetune_curriculum(sizes, **a)
+    else: finetune(**a)
     return 0
+
+# %% ../nbs/06_finetune.ipynb #28ae55e8
+def load_lora_weights(model, # a PeftModel with the same LoRA configuration
+                      run: str|Path, # a finished run folder (adapter_model.safetensors)
+                     ):
+    "Copy a saved adapter's LoRA weights into `model` (every key must match)."
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from abovqa.core import UserError
+    f = Path(run)/"adapter_model.safetensors"
+    if not f.is_file(): raise UserError(f"{run}: no adapter_model.safetensors; --init-adapter needs a finished LoRA run folder")
+    res = set_peft_model_state_dict(model, load_file(str(f)))
+    if res.unexpected_keys: raise ValueError(f"{f}: {len(res.unexpected_keys)} weights do not fit this model, e.g. {res.unexpected_keys[0]}")
+    return model
+
+def curriculum_splits(data: str|Path, # SPLIT_DIR with train.csv, val.csv
+                      sizes: list[int], # images per stage, increasing
+                      out: str|Path, # folder for the stage split folders
+                      seed: int = 42, # order of the images
+                     ) -> list[Path]:
+    "One split folder per stage: train.csv restricted to the first n images (seeded order), val.csv as is."
+    import numpy as np
+    from abovqa.core import write_csv
+    data, out = Path(data), Path(out)
+    train = pd.read_csv(data/"train.csv", dtype=str, keep_default_na=False)
+    imgs = train.image_path.drop_duplicates().to_numpy()
+    order = imgs[np.random.default_rng(seed).permutation(len(imgs))]
+    dirs = []
+    for k, n in enumerate(sizes, 1):
+        d = out/f"stage{k}-{n}"; d.mkdir(parents=True, exist_ok=True)
+        write_csv(train[train.image_path.isin(set(order[:n]))], d/"train.csv")
+        shutil.copyfile(data/"val.csv", d/"val.csv")
+        if (data/"split.json").is_file(): shutil.copyfile(data/"split.json", d/"split.json")
+        if n > len(imgs): print(f"curriculum stage {k}: {n} images asked, the split has {len(imgs)}; using all")
+        dirs.append(d)
+    return dirs
+
+def finetune_curriculum(curriculum: list[int], # images per stage, e.g. [6000, 20000]
+                        model: str, model_path: str, data: str|Path, images: str|Path,
+                        out: str|Path, # RUN_DIR: the last stage; earlier stages go to RUN_DIR/_curriculum
+                        seed: int = 42,
+                        init_adapter: str|Path|None = None, # weights for the first stage
+                        **kwargs, # passed to `finetune` for every stage
+                       ) -> Path:
+    "Fine-tune in stages on growing image subsets, each stage starting from the previous stage's adapter."
+    out = Path(out)
+    dirs = curriculum_splits(data, curriculum, out/"_curriculum", seed)
+    prev = init_adapter
+    for k, d in enumerate(dirs, 1):
+        run = out if k == len(dirs) else out/"_curriculum"/f"stage{k}-run"
+        print(f"curriculum stage {k}/{len(dirs)}: {d.name} -> {run}")
+        finetune(model, model_path, d, images, run, seed=seed, init_adapter=prev, **kwargs)
+        prev = run
+    return out

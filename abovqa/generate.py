@@ -4,26 +4,28 @@
 
 # %% ../nbs/02_generate.ipynb #67a446a2
 from __future__ import annotations
-import argparse, contextlib, csv, functools, gc, hashlib, json, os, random, re, sys, tempfile, threading, time
+import argparse, contextlib, csv, functools, gc, hashlib, json, math, os, random, re, socket, sys, tempfile, threading, time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, asdict, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 import numpy as np, orjson, pandas as pd
 from tqdm.auto import tqdm
-from .core import get_secret, package_versions, redact, write_json
+from .core import UserError, get_secret, package_versions, redact, write_csv, write_json
 
 # %% auto #0
-__all__ = ['PROMPTS', 'DEFAULT_PROMPT', 'DEFAULT_MODEL', 'PRICES', 'BATCH_DISCOUNT', 'FREE_TIER', 'FREE_TIER_FALLBACK',
-           'META_ATTRS', 'META_QUESTIONS', 'DONE', 'REQUIRED', 'TERMINAL', 'OUT_COLUMNS', 'is_structured', 'cost_usd',
-           'free_tier', 'thinking_config', 'GenParams', 'gen_config', 'strip_fences', 'parse_csv_reply',
-           'parse_json_reply', 'parse_reply', 'pair_reason', 'meta_check', 'answer_word', 'product_word',
-           'metadata_pairs', 'retry_delay', 'quota_kind', 'classify', 'backoff', 'quota_day', 'next_reset', 'StopRun',
-           'DailyQuotaExhausted', 'daily_stop', 'RateLimiter', 'work_key', 'Journal', 'append', 'close', 'read_curated',
-           'make_client', 'request_contents', 'drop_cut_off', 'reply_record', 'GeminiBackend', 'MetadataBackend',
-           'RetryPolicy', 'call_with_retries', 'Tally', 'run_online', 'batch_chunks', 'load_jobs', 'submit_batches',
-           'collect_batches', 'build_dataset', 'summarize', 'to_hf_dataset', 'dataset_card', 'push_to_hub', 'plan',
-           'write_outputs', 'generate', 'generate_cli']
+__all__ = ['PROMPTS', 'DEFAULT_PROMPT', 'DEFAULT_MODEL', 'PRICES', 'BATCH_DISCOUNT', 'SAMPLING_FIELDS', 'META_ATTRS',
+           'META_QUESTIONS', 'QUOTA_WINDOW_S', 'DONE', 'REQUIRED', 'TERMINAL', 'OUT_COLUMNS', 'LOCK_NAME',
+           'is_structured', 'cost_usd', 'sampling_fixed', 'thinking_config', 'GenParams', 'gen_config', 'sent_config',
+           'strip_fences', 'parse_csv_reply', 'parse_json_reply', 'parse_reply', 'pair_reason', 'meta_check',
+           'answer_word', 'product_word', 'metadata_pairs', 'retry_delay', 'quota_kind', 'classify', 'backoff',
+           'quota_day', 'next_reset', 'StopRun', 'DailyQuotaExhausted', 'daily_stop', 'RateLimiter', 'slow_down', 'ok',
+           'Breaker', 'work_key', 'Journal', 'append', 'close', 'read_curated', 'make_client', 'request_contents',
+           'drop_cut_off', 'reply_record', 'GeminiBackend', 'MetadataBackend', 'RetryPolicy', 'call_with_retries',
+           'Tally', 'run_online', 'batch_chunks', 'load_jobs', 'submit_batches', 'collect_batches', 'build_dataset',
+           'summarize', 'to_hf_dataset', 'dataset_card', 'push_to_hub', 'plan', 'write_outputs', 'check_options',
+           'lock_holder', 'run_lock', 'check_images', 'Interrupted', 'generate', 'generate_cli']
 
 # %% ../nbs/02_generate.ipynb #64a37d1d
 PROMPTS = {
@@ -73,14 +75,14 @@ def cost_usd(model: str, # model id
     return (input_tokens * p[0] + output_tokens * p[1]) / 1e6 * (BATCH_DISCOUNT if batch else 1.0)
 
 # %% ../nbs/02_generate.ipynb #4df0b15e
-FREE_TIER = {  # model: (requests per minute, requests per day) observed on the free tier in 2026
-    "gemini-2.5-flash": (5, 20), "gemini-2.5-flash-lite": (10, 20), "gemini-3-flash-preview": (5, 20),
-    "gemini-3.1-flash-lite": (15, 500), "gemini-3.5-flash": (5, 20), "gemini-3.6-flash": (5, 20)}
-FREE_TIER_FALLBACK = (5, 20)
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "candidate_count")
 
-def free_tier(model: str) -> tuple:
-    "(rpm, rpd) to assume on the free tier for `model`."
-    return FREE_TIER.get(model, FREE_TIER_FALLBACK)
+def sampling_fixed(model: str) -> bool:
+    "Does `model` fix its own sampling, so that none of `SAMPLING_FIELDS` may be sent (3.5 Flash-Lite, 3.6 and later, `-latest` aliases)?"
+    m = re.search(r"gemini-(\d+)(?:\.(\d+))?", model)
+    if not m: return "latest" in model
+    v = (int(m.group(1)), int(m.group(2) or 0))
+    return v >= (3, 6) or (v == (3, 5) and "lite" in model)
 
 # %% ../nbs/02_generate.ipynb #07b530a2
 def thinking_config(model: str, # model id
@@ -131,13 +133,20 @@ def _qa_schema():
     return list[QA]
 
 def gen_config(p: GenParams):
-    "The `google.genai.types.GenerateContentConfig` for `p`."
+    "The `google.genai.types.GenerateContentConfig` for `p` (without sampling fields for a model that fixes its sampling)."
     from google.genai import types
-    kw = dict(temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, seed=p.seed, candidate_count=1,
-              max_output_tokens=p.max_output_tokens, thinking_config=thinking_config(p.model, p.thinking))
+    kw = dict(seed=p.seed, max_output_tokens=p.max_output_tokens, thinking_config=thinking_config(p.model, p.thinking))
+    if not sampling_fixed(p.model): kw.update(temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, candidate_count=1)
     if p.media_resolution: kw["media_resolution"] = f"MEDIA_RESOLUTION_{p.media_resolution.upper()}"
     if is_structured(p.prompt): kw.update(response_mime_type="application/json", response_schema=_qa_schema())
     return types.GenerateContentConfig(**kw)
+
+def sent_config(p: GenParams) -> dict:
+    "What `gen_config(p)` sends (for run.json) and whether the model fixes its sampling."
+    d = gen_config(p).model_dump(mode="json", exclude_none=True, exclude={"response_schema"})
+    if is_structured(p.prompt): d["response_schema"] = "list of {question, answer}"
+    fixed = sampling_fixed(p.model)
+    return dict(generation_config=d, sampling="fixed by the model: " + ", ".join(SAMPLING_FIELDS) + " not sent" if fixed else "sent")
 
 # %% ../nbs/02_generate.ipynb #867e7ad2
 _FENCE = re.compile(r"```[\w-]*\s*\n?(.*?)```", re.S)
@@ -369,34 +378,71 @@ def daily_stop(model: str, why: str) -> DailyQuotaExhausted:
                                f"same command after {r:%Y-%m-%d %H:%M} UTC (in {h}h{m:02d}m); finished work is kept.")
 
 # %% ../nbs/02_generate.ipynb #eb6b6cbd
-class RateLimiter:
-    "Even spacing for requests per minute plus a per-day cap (Pacific quota days)."
-    def __init__(self, rpm: float|None = None, # requests per minute (None: unlimited)
-                 rpd: int|None = None, # requests per quota day (None: unlimited)
-                 used_today: int = 0, # requests already made today (from the journal)
-                 model: str = "", clock=time.monotonic):
-        self.base = self.interval = 60.0 / rpm if rpm else 0.0
-        self.rpd, self.used, self.model, self.clock = rpd or None, used_today, model, clock
-        self.day, self.next_t, self.lock = quota_day(), 0.0, threading.Lock()
+QUOTA_WINDOW_S = 60.0  # Gemini's per-minute quota window (tests shorten it together with the fake server's)
 
-    def acquire(self, stop: threading.Event|None = None):
-        "Wait for the next request slot; raises `DailyQuotaExhausted` when today's requests are used up."
+class RateLimiter:
+    "Pace requests by the server's per-minute 429s (halve, then grow back on success), under the user's optional caps."
+    def __init__(self, rpm: float|None = None, # the user's cap in requests per minute (None: none)
+                 rpd: int|None = None, # the user's cap in requests per quota day (None: none, the server's daily 429 rules)
+                 used_today: int = 0, # requests already made today (from the journal)
+                 model: str = "", clock=time.monotonic,
+                 grow: float = 0.5, # requests per minute added to the pace by each success
+                 window: float|None = None, # the server's quota window, `QUOTA_WINDOW_S` by default: at most one cut per window
+                 min_rpm: float = 1.0, # the slowest pace
+                ):
+        self.cap = self.rate = rpm or None   # the pace in requests per minute; None: unpaced
+        self.rpd, self.used, self.model, self.clock = rpd or None, used_today, model, clock
+        self.grow, self.window, self.min_rpm = grow, window or QUOTA_WINDOW_S, min_rpm
+        self.day, self.next_t, self.hold, self.cut_t, self.cuts = quota_day(), 0.0, 0.0, -math.inf, 0
+        self.wins, self.lock = deque(), threading.Lock()   # times of the successes of the last window
+
+    @property
+    def interval(self) -> float: return 60.0 / self.rate if self.rate else 0.0
+
+    def acquire(self, stop: threading.Event|None = None) -> float:
+        "Wait for the next request slot and return its time; raises `DailyQuotaExhausted` when the user's daily cap is used up."
         with self.lock:
             if quota_day() != self.day: self.day, self.used = quota_day(), 0
             if self.rpd is not None and self.used >= self.rpd:
                 raise daily_stop(self.model, f"client-side limit of {self.rpd} requests per day reached")
-            now = self.clock(); t = max(now, self.next_t); self.next_t = t + self.interval; self.used += 1
+            now = self.clock(); t = max(now, self.next_t, self.hold); self.next_t = t + self.interval; self.used += 1
         if t > now: (stop.wait if stop else time.sleep)(t - now)
+        return t
 
-    def slow_down(self, pause: float):
-        "After a per-minute 429: widen the spacing and hold every worker for `pause` seconds."
-        with self.lock:
-            self.interval = max(self.interval * 1.5, 0.05)
-            self.next_t = max(self.next_t, self.clock() + pause)
+# %% ../nbs/02_generate.ipynb #c8306d69
+def slow_down(self: RateLimiter, pause: float, # the server's retryDelay (or a backoff): every worker holds this long
+              started: float = math.inf, # when the refused request was sent
+             ):
+    "After a per-minute 429: hold every worker for `pause` s; halve the pace once per window (not for requests sent before the last cut)."
+    with self.lock:
+        now = self.clock(); self.hold = max(self.hold, now + pause)
+        if started < self.cut_t or now - self.cut_t < self.window: return
+        while self.wins and self.wins[0] < now - self.window: self.wins.popleft()
+        if len(self.wins) < 4: return   # too few successes to measure a pace: the hold alone waits for the quota
+        self.rate = max(self.min_rpm, min(self.rate or math.inf, len(self.wins) * 60.0 / self.window) / 2)
+        self.cut_t, self.cuts = now, self.cuts + 1
 
+def ok(self: RateLimiter):
+    "After a success: count it and speed the pace up by `grow` requests per minute (up to the user's cap)."
+    with self.lock:
+        now = self.clock(); self.wins.append(now)
+        while self.wins[0] < now - self.window: self.wins.popleft()
+        if self.rate is not None: self.rate = min(self.rate + self.grow, self.cap or math.inf)
+RateLimiter.slow_down, RateLimiter.ok = slow_down, ok
+
+# %% ../nbs/02_generate.ipynb #9d60ec13
+def _one_line(s: str) -> str: return " ".join(str(s).split())
+
+class Breaker:
+    "Stop the run (`StopRun`) after `k` server/network failures in a row across all workers (k=0: never)."
+    def __init__(self, k: int = 20): self.k, self.n, self.last, self.lock = k, 0, "", threading.Lock()
     def ok(self):
-        "After a success: narrow the spacing back toward the configured rate."
-        with self.lock: self.interval = max(self.base, self.interval * 0.98)
+        with self.lock: self.n = 0
+    def fail(self, msg: str):
+        with self.lock: self.n += 1; self.last = _one_line(msg); n = self.n
+        if self.k and n >= self.k:
+            raise StopRun(f"stopped after {n} server/network failures in a row (the service or the network is down; finished work "
+                          f"is kept, rerun the same command later). Last error: {self.last}")
 
 # %% ../nbs/02_generate.ipynb #83977bbd
 DONE = ("ok", "blocked", "empty")
@@ -416,7 +462,7 @@ def work_key(image_path: str, params: dict|str) -> str:
 
 class Journal:
     "Append-only JSONL of finished requests, safe against kill -9 at any moment."
-    def __init__(self, path): self.path, self.f, self.lock = Path(path), None, threading.Lock()
+    def __init__(self, path, secrets: tuple = ()): self.path, self.f, self.lock, self.secrets = Path(path), None, threading.Lock(), secrets
 
     def load(self) -> dict:
         "{key: record} of finished work (the first final record per key); sets `today` (online requests this quota day)."
@@ -446,8 +492,8 @@ def _open(self: Journal):
     self.f = open(self.path, "ab")
 
 def append(self: Journal, rec: dict):
-    "Append one record and flush it to the OS."
-    line = orjson.dumps(rec) + b"\n"
+    "Append one record (secrets redacted, in any spelling) and flush it to the OS."
+    line = redact(orjson.dumps(rec).decode(), extra=self.secrets).encode() + b"\n"
     with self.lock:
         if self.f is None: self._open()
         self.f.write(line); self.f.flush()
@@ -476,6 +522,14 @@ def read_curated(path, limit: int|None = None) -> pd.DataFrame:
     return df.head(limit) if limit else df
 
 # %% ../nbs/02_generate.ipynb #02332c2e
+def _check_key(key: str) -> str:
+    "`key` without surrounding whitespace; `UserError` (never showing the key) if it holds characters no API key has."
+    k = key.strip()
+    if not (k.isascii() and k.isprintable()) or any(c.isspace() for c in k):
+        raise UserError("the Gemini API key (GEMINI_API_KEY or GOOGLE_API_KEY) holds spaces, line breaks or non-ASCII "
+                        "characters: copy it again from Google AI Studio", code=2)
+    return k
+
 def make_client(api_key: str|None = None, # default: GEMINI_API_KEY / GOOGLE_API_KEY (env or Kaggle secrets)
                 base_url: str|None = None, # default: GOOGLE_GEMINI_BASE_URL or Google's endpoint
                 timeout_s: float|None = 120, # per-request timeout (None: wait forever)
@@ -487,7 +541,7 @@ def make_client(api_key: str|None = None, # default: GEMINI_API_KEY / GOOGLE_API
     key = api_key or get_secret("GEMINI_API_KEY") or get_secret("GOOGLE_API_KEY") or get_secret("GEMINI_API_KEY", required=True)
     opts = types.HttpOptions(api_version=api_version, timeout=int(timeout_s * 1000) if timeout_s else None,
                              retry_options=retry_options, base_url=base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL"))
-    return genai.Client(api_key=key, http_options=opts)
+    return genai.Client(api_key=_check_key(key), http_options=opts)
 
 # %% ../nbs/02_generate.ipynb #29236303
 _MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
@@ -521,7 +575,7 @@ def reply_record(resp, structured: bool = False) -> dict:
     status = ("blocked" if block or finish in ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "RECITATION")
               else "empty" if not (text or "").strip() else "ok")
     return dict(status=status, text=text, pairs=pairs, finish_reason=finish,
-                block_reason=block, usage=usage)
+                block_reason=block, usage=usage, model_version=getattr(resp, "model_version", None))
 
 # %% ../nbs/02_generate.ipynb #b3688dc3
 class GeminiBackend:
@@ -551,33 +605,36 @@ class MetadataBackend:
 @dataclass
 class RetryPolicy:
     "How hard to retry one request."
-    max_attempts: int = 6 # attempts per image in one run, first one included
+    max_attempts: int = 6 # tries per image in one run (server/network failures and bad replies), first one included
     base_s: float = 1.0 # first backoff
     cap_s: float = 60.0 # longest backoff (the server's retryDelay is honoured up to this)
+    max_quota_waits: int = 100 # per-minute 429s one image may meet before it is recorded as an error
+
+def _fail(msg, n): return dict(status="error", error=msg, attempts=n, text=None, pairs=[], usage=dict(input=0, output=0, thoughts=0))
 
 def call_with_retries(backend, row: dict, limiter: RateLimiter, policy: RetryPolicy = RetryPolicy(),
-                      stop: threading.Event|None = None, secrets: tuple = ()) -> dict:
-    "Run `backend(row)` with retries; a journal record with `attempts`; raises `StopRun`."
-    stop = stop or threading.Event()
-    for attempt in range(1, policy.max_attempts + 1):
+                      stop: threading.Event|None = None, secrets: tuple = (), breaker: Breaker|None = None) -> dict:
+    "Run `backend(row)` with retries; a journal record with `attempts` (requests sent); raises `StopRun`."
+    stop, breaker, fails, waits = stop or threading.Event(), breaker or Breaker(0), 0, 0
+    model = getattr(getattr(backend, "params", None), "model", "")
+    while True:
         if stop.is_set(): raise StopRun("stopped")
-        limiter.acquire(stop)
+        started = limiter.acquire(stop)
+        if stop.is_set(): raise StopRun("stopped")
         try:
-            rec = backend(row); limiter.ok()
-            return {**rec, "attempts": attempt}
+            rec = backend(row); limiter.ok(); breaker.ok()
+            return {**rec, "attempts": fails + waits + 1}
         except Exception as e:
-            kind, msg = classify(e), redact(f"{type(e).__name__}: {e}", extra=secrets)[:500]
-            model = getattr(getattr(backend, "params", None), "model", "")
-            if kind in ("day", "zero"):
-                if kind == "zero": raise StopRun(f"{model} has no quota for this project (limit 0): pick another model or enable billing. {msg[:200]}")
-                raise daily_stop(model, "server answered 429 per-day quota")
+            kind, msg = classify(e), _one_line(redact(f"{type(e).__name__}: {e}", extra=secrets))[:500]
+            if kind == "zero": raise StopRun(f"{model} has no quota for this project (limit 0): pick another model or enable billing. {msg[:200]}")
+            if kind == "day": raise daily_stop(model, "server answered 429 per-day quota")
             if kind == "stop": raise StopRun(f"request rejected for every image: {msg}")
-            if kind == "item" or attempt == policy.max_attempts:
-                return dict(status="error", error=msg, attempts=attempt, text=None, pairs=[], usage=dict(input=0, output=0, thoughts=0))
-            delay = backoff(attempt, policy.base_s, policy.cap_s, retry_delay(e) if getattr(e, "code", None) == 429 else None)
-            if getattr(e, "code", None) == 429: limiter.slow_down(delay)
-            stop.wait(delay)
-    raise AssertionError("unreachable")
+            quota = getattr(e, "code", None) == 429
+            waits, fails = waits + quota, fails + (not quota)
+            if kind == "retry" and not quota: breaker.fail(msg)   # raises StopRun at k in a row
+            if kind == "item" or fails >= policy.max_attempts or waits > policy.max_quota_waits: return _fail(msg, fails + waits)
+            if quota: limiter.slow_down(min(policy.cap_s, retry_delay(e) or backoff(waits, policy.base_s, policy.cap_s)), started)
+            else: stop.wait(backoff(fails, policy.base_s, policy.cap_s))
 
 # %% ../nbs/02_generate.ipynb #f6e89674
 @dataclass
@@ -588,9 +645,11 @@ class Tally:
     counts: dict = field(default_factory=dict)
     input: int = 0
     output: int = 0
+    last_error: str = ""
 
     def add(self, rec: dict):
         self.counts[rec["status"]] = self.counts.get(rec["status"], 0) + 1
+        if rec["status"] == "error": self.last_error = rec.get("error") or ""
         u = rec.get("usage") or {}
         self.input += u.get("input", 0); self.output += u.get("output", 0) + u.get("thoughts", 0)
 
@@ -606,27 +665,39 @@ def _base(row, key, model, prompt, mode):
 
 def run_online(rows: list, keys: list, backend, journal: Journal, limiter: RateLimiter,
                workers: int = 8, policy: RetryPolicy = RetryPolicy(), tally: Tally|None = None,
-               secrets: tuple = (), progress: bool = True) -> str|None:
+               secrets: tuple = (), progress: bool = True, breaker: Breaker|None = None) -> str|None:
     "Request every row with `workers` threads, journaling each reply; returns the stop message or None."
-    tally, stop, msg = tally or Tally(), threading.Event(), None
+    tally, stop, msg, breaker = tally or Tally(), threading.Event(), None, breaker or Breaker(0)
     model, prompt = backend.params.model, backend.params.prompt
     pbar = tqdm(total=len(rows), desc=f"generate {model}", unit="img", disable=not progress, dynamic_ncols=True)
     def work(row, key):
-        try: rec = call_with_retries(backend, row, limiter, policy, stop, secrets)
+        try: rec = call_with_retries(backend, row, limiter, policy, stop, secrets, breaker)
         except StopRun: stop.set(); raise   # before this thread takes another row
         return {**_base(row, key, model, prompt, "online"), **rec, "t": time.time()}
-    with ThreadPoolExecutor(max(1, workers)) as ex:
+    seen = set()
+    def record(f):
+        nonlocal msg
+        if f in seen: return
+        seen.add(f)
+        try: rec = f.result()
+        except StopRun as e:
+            if msg is None and str(e) != "stopped": msg = str(e)
+            return
+        journal.append(rec); tally.add(rec)
+        pbar.update(1); pbar.set_postfix(tally.postfix(), refresh=False)
+    ex = ThreadPoolExecutor(max(1, workers))
+    try:
         futs = [ex.submit(work, r, k) for r, k in zip(rows, keys)]
         try:
-            for f in as_completed(futs):
-                try: rec = f.result()
-                except StopRun as e:
-                    if msg is None and str(e) != "stopped": msg = str(e)
-                    continue
-                journal.append(rec); tally.add(rec)
-                pbar.update(1); pbar.set_postfix(tally.postfix(), refresh=False)
-        finally:
-            stop.set(); ex.shutdown(cancel_futures=True); pbar.close()
+            for f in as_completed(futs): record(f)
+        except KeyboardInterrupt:
+            stop.set(); ex.shutdown(wait=False, cancel_futures=True)
+            running = [f for f in futs if not f.cancelled() and not f.done()]
+            if running: tqdm.write(f"interrupted: waiting for {len(running)} request(s) in flight (Ctrl-C again to abandon them)", file=sys.stderr)
+            for f in as_completed([f for f in futs if not f.cancelled()]): record(f)
+            raise
+    finally:
+        stop.set(); ex.shutdown(wait=True, cancel_futures=True); pbar.close()
     return msg
 
 # %% ../nbs/02_generate.ipynb #b8b9cb9b
@@ -787,7 +858,8 @@ def summarize(keys: list, done: dict, kept: pd.DataFrame, rejected: pd.DataFrame
     tin, tout = sum(g[0] for g in groups.values()), sum(g[1] for g in groups.values())
     costs = [cost_usd(m, i, o, b) for (m, b), (i, o) in groups.items()]
     cost = None if None in costs else sum(costs)
-    return dict(images=len(keys), images_done=len(recs), images_pending=len(keys) - len(recs), replies=status,
+    versions = dict(Counter(r["model_version"] for r in recs if r.get("model_version")))
+    return dict(images=len(keys), images_done=len(recs), images_pending=len(keys) - len(recs), replies=status, model_versions=versions,
                 unparsed_replies=sum(1 for r in recs if r["status"] == "ok" and not r.get("pairs")),
                 pairs=dict(parsed=len(kept) + len(rejected), kept=len(kept), rejected=rejected.reason.value_counts().to_dict()),
                 meta_check=dict(checked=agree + disagree, agree=agree, disagree=disagree,
@@ -880,22 +952,118 @@ def write_outputs(p: dict, out_dir, images, config: dict, yes_no_cap=None, hf: b
     _write_csv(kept, out_dir/"vqa.csv"); _write_csv(rejected, out_dir/"rejected.csv")
     summary = dict(config=config, **summarize(p["keys"], done, kept, rejected), duplicate_images=p["duplicates"],
                    missing_images=len(p["missing"]), missing_examples=p["missing"][:10], **extra)
+    if p["missing"]: write_csv(pd.DataFrame(dict(image_path=p["missing"])), out_dir/"missing_images.csv")
+    else: (out_dir/"missing_images.csv").unlink(missing_ok=True)   # an earlier run's list must not contradict this one
     if hf and len(kept):
         to_hf_dataset(kept, images, out_dir/"hf")
         (out_dir/"hf"/"README.md").write_text(dataset_card(summary))
     write_json(summary, out_dir/"summary.json")
     return summary
 
+# %% ../nbs/02_generate.ipynb #c0d2bb5d
+def check_options(params: GenParams, backend: str = "gemini", workers: int = 1, rpm: float|None = None, rpd: int|None = None,
+                  policy: RetryPolicy = RetryPolicy(), limit: int|None = None, yes_no_cap: float|None = None,
+                  max_failures: int = 20, poll_s: float = 30.0):
+    "Raise `UserError(code=2)` naming the first bad option."
+    def need(ok, opt, why):
+        if not ok: raise UserError(f"{opt}: {why}", code=2)
+    need(backend in ("gemini", "metadata"), "--backend", f"{backend!r} is not one of gemini, metadata")
+    need(params.prompt in PROMPTS, "--prompt", f"unknown prompt {params.prompt!r}: choose from {', '.join(PROMPTS)}")
+    need(str(params.model).strip(), "--model", f"is empty: give a Gemini model id such as {DEFAULT_MODEL}")
+    bad = [a for a in params.meta_attributes or () if a not in META_QUESTIONS]
+    need(not bad, "--meta-attributes", f"unknown attribute(s) {', '.join(bad)}: choose from {','.join(META_QUESTIONS)}")
+    if backend == "gemini":
+        t = str(params.thinking).lower()
+        need(t in ("auto", "none", "minimal", "low", "medium", "high") or t.lstrip("-").isdigit(), "--thinking",
+             f"{params.thinking!r}: use auto, none, a token budget or minimal/low/medium/high")
+    need(params.media_resolution in (None, "low", "medium", "high"), "--media-resolution", "use low, medium or high")
+    need(params.max_output_tokens >= 1, "--max-output-tokens", "must be at least 1")
+    need(workers >= 1, "--workers", "must be at least 1")
+    need(rpm is None or rpm >= 0, "--rpm", "must be 0 (no cap) or more")
+    need(rpd is None or rpd >= 0, "--rpd", "must be 0 (no cap) or more")
+    need(policy.max_attempts >= 1, "--max-attempts", "must be at least 1")
+    need(policy.base_s >= 0, "--backoff", "must be 0 seconds or more")
+    need(limit is None or limit >= 0, "--limit", "must be 0 or more")
+    need(yes_no_cap is None or 0 <= yes_no_cap < 1, "--yes-no-cap", "must be a share in [0, 1), e.g. 0.2")
+    need(max_failures >= 0, "--max-consecutive-failures", "must be 0 (never stop) or more")
+    need(poll_s > 0, "--poll-s", "must be more than 0 seconds")
+
+# %% ../nbs/02_generate.ipynb #4e17752b
+LOCK_NAME = "generate.lock"
+
+def _boot_id() -> str:
+    try: return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError: return ""
+
+def _alive(pid) -> bool:
+    try: os.kill(int(pid), 0)
+    except PermissionError: return True
+    except (OSError, ValueError, TypeError, OverflowError): return False
+    return True
+
+def lock_holder(path) -> dict|None:
+    "The live run holding lock file `path`, or None when the lock is stale (its process is gone, or another machine's or boot's)."
+    try: info = json.loads(Path(path).read_text())
+    except (OSError, ValueError): return None
+    here = info.get("host") == socket.gethostname() and info.get("boot") == _boot_id()
+    return info if here and _alive(info.get("pid")) else None
+
+# %% ../nbs/02_generate.ipynb #661b0cfc
+def _try_lock(path: Path, info: dict) -> bool:
+    "Create `path` holding `info`, atomically; False if it exists."
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(json.dumps(info))
+    try: os.link(tmp, path); return True
+    except FileExistsError: return False
+    except OSError:   # a file system without hard links
+        try: fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError: return False
+        with os.fdopen(fd, "w") as f: f.write(json.dumps(info))
+        return True
+    finally: tmp.unlink(missing_ok=True)
+
+@contextlib.contextmanager
+def run_lock(out_dir, # the output folder
+            ):
+    "Hold `out_dir/generate.lock` while the run lasts: `UserError` if a live run holds it, a stale one is taken over."
+    path = Path(out_dir)/LOCK_NAME
+    me = dict(pid=os.getpid(), host=socket.gethostname(), boot=_boot_id(), started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    for _ in range(3):
+        if _try_lock(path, me): break
+        if (h := lock_holder(path)):
+            raise UserError(f"{out_dir} is in use by another generate run (pid {h['pid']}, started {h.get('started')} UTC): "
+                            "wait for it to finish or stop it, or use another -o folder", code=1)
+        print(f"abovqa generate: taking over the stale lock {path} (the run that held it is gone)", file=sys.stderr)
+        path.unlink(missing_ok=True)
+    else: raise UserError(f"could not take the lock {path}: another run keeps taking it; use another -o folder", code=1)
+    try: yield path
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()).get("pid") == os.getpid(): path.unlink()
+
+# %% ../nbs/02_generate.ipynb #ee64304c
+def check_images(p: dict, curated, images):
+    "`UserError(code=2)` when none of the curated images is under `images` (checked on the pending ones and up to 20 finished)."
+    if not p["missing"] or p["todo"]: return
+    done = [ip for k, ip in zip(p["keys"], p["cur"].image_path) if k in p["done"]][:20]
+    if any((Path(images)/ip).exists() for ip in done): return
+    raise UserError(f"--images {images}: none of the {len(p['missing'])} pending images of {curated} is there "
+                    f"(e.g. {Path(images)/p['missing'][0]}): point --images at ABO_ROOT/images/small", code=2)
+
 # %% ../nbs/02_generate.ipynb #a893d489
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C stopped the run after its outputs were written; `summary` has the counts."
+    def __init__(self, summary: dict): super().__init__(summary.get("message")); self.summary = summary
+
 def generate(curated, # curated.csv (curate's contract)
              images, # the ABO images/small folder that image_path is relative to
              out_dir, # output folder (the journal in it makes reruns resume)
              backend: str = "gemini", # 'gemini' or 'metadata' (offline)
              params: GenParams|None = None, # model, prompt, sampling
              client=None, # an injected google.genai.Client (default: make_client())
-             workers: int = 8, # concurrent requests
-             rpm: float|None = -1, # requests per minute; -1: the model's free-tier value, None/0: unlimited
-             rpd: int|None = -1, # requests per day; -1: the model's free-tier value, None/0: unlimited
+             workers: int = 32, # concurrent requests (paced by the server's per-minute 429s)
+             rpm: float|None = None, # optional cap in requests per minute (None/0: none)
+             rpd: int|None = None, # optional cap in requests per quota day (None/0: none; the server's daily 429 stops the run)
              policy: RetryPolicy = RetryPolicy(),
              batch: bool = False, # use the Batch API
              batch_jobs: list = (), # job names to collect (resume by job name)
@@ -904,18 +1072,27 @@ def generate(curated, # curated.csv (curate's contract)
              yes_no_cap: float|None = None, # max share of yes/no answers
              hf: bool = True, # also save the Hugging Face dataset
              progress: bool = True,
+             max_failures: int = 20, # server/network failures in a row that stop the run (0: never)
             ) -> dict:
     "Generate Q&A pairs for every curated image (resuming from the journal); returns the run summary."
-    t0, out_dir = time.time(), Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     params = params or GenParams(model="metadata" if backend == "metadata" else DEFAULT_MODEL)
     if backend == "metadata": params.model = "metadata"
-    if params.prompt not in PROMPTS: raise ValueError(f"unknown prompt {params.prompt!r}: choose from {', '.join(PROMPTS)}")
+    check_options(params, backend, workers, rpm, rpd, policy, limit, yes_no_cap, max_failures, poll_s)
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir):
+        return _generate(curated, images, out_dir, backend, params, client, workers, rpm or None, rpd or None, policy, batch,
+                         batch_jobs, poll_s, batch_timeout_s, limit, yes_no_cap, hf, progress, max_failures)
+
+# %% ../nbs/02_generate.ipynb #4bcc414a
+def _generate(curated, images, out_dir, backend, params, client, workers, rpm, rpd, policy, batch, batch_jobs, poll_s,
+              batch_timeout_s, limit, yes_no_cap, hf, progress, max_failures) -> dict:
+    "`generate` under the folder's lock."
+    t0 = time.time()
     p = plan(curated, images, out_dir, params, limit)
-    fr = free_tier(params.model)
-    rpm, rpd = (fr[0] if rpm == -1 else rpm or None), (fr[1] if rpd == -1 else rpd or None)
-    config = dict(backend=backend, **asdict(params), workers=workers, rpm=rpm, rpd=rpd, batch=batch, limit=limit,
-                  yes_no_cap=yes_no_cap, curated=str(curated), images=str(images))
-    tally, msg, secrets = Tally(params.model, batch), None, ()
+    check_images(p, curated, images)
+    config = dict(backend=backend, **asdict(params), workers=workers, rpm=rpm, rpd=rpd, max_consecutive_failures=max_failures,
+                  batch=batch, limit=limit, yes_no_cap=yes_no_cap, curated=str(curated), images=str(images))
+    tally, msg, secrets, interrupted = Tally(params.model, batch), None, (), False
     if p["todo"] or (batch and any(not j["collected"] for j in load_jobs(out_dir))) or batch_jobs:
         if backend == "metadata":
             be = MetadataBackend(params); rpm = rpd = None
@@ -923,22 +1100,30 @@ def generate(curated, # curated.csv (curate's contract)
             client = client or make_client()
             secrets = tuple(s for s in [getattr(getattr(client, "_api_client", None), "api_key", None)] if s)
             be = GeminiBackend(client, params, images)
+        p["journal"].secrets = secrets
         rows, keys = [r for r, _ in p["todo"]], [k for _, k in p["todo"]]
         try:
             if batch and backend != "metadata": msg = _run_batch(be, rows, keys, p, out_dir, batch_jobs, poll_s, batch_timeout_s, tally)
             else:
                 lim = RateLimiter(rpm, rpd, p["journal"].today if backend != "metadata" else 0, params.model)
-                msg = run_online(rows, keys, be, p["journal"], lim, workers if backend != "metadata" else 1, policy, tally, secrets, progress)
+                msg = run_online(rows, keys, be, p["journal"], lim, workers if backend != "metadata" else 1, policy, tally, secrets,
+                                 progress, Breaker(max_failures))
         except StopRun as e: msg = str(e)
+        except KeyboardInterrupt: interrupted, msg = True, "interrupted (Ctrl-C); finished work is kept: rerun the same command to continue"
         finally: p["journal"].close(); p["ran"] = True
-    status = "stopped" if msg else "complete"
-    summary = write_outputs(p, out_dir, images, config, yes_no_cap, hf, status=status, message=msg,
+    status = "interrupted" if interrupted else "stopped" if msg else "complete"
+    summary = write_outputs(p, out_dir, images, config, yes_no_cap, hf and not interrupted, status=status, message=msg,
                             this_run=dict(requests=tally.counts, input_tokens=tally.input, output_tokens=tally.output, cost_usd=tally.cost),
                             elapsed_s=round(time.time() - t0, 2))
-    if summary["images_pending"] and not msg and summary["images_pending"] > len(p["missing"]): summary["status"] = "incomplete"
+    failed = summary["images_pending"] - len(p["missing"])
+    if status == "complete" and failed > 0:
+        summary.update(status="incomplete", message=f"{failed} image(s) failed in this run (last error: {tally.last_error or 'none recorded'}); "
+                                                    "rerun the same command to retry them")
     write_json(summary, out_dir/"summary.json")
-    write_json(dict(config=config, command=" ".join(sys.argv), time=datetime.now(timezone.utc).isoformat(),
+    write_json(dict(config=config, request=sent_config(params) if backend == "gemini" else None, command=" ".join(sys.argv),
+                    time=datetime.now(timezone.utc).isoformat(),
                     versions=package_versions(("abovqa", "google-genai", "pandas", "datasets"))), out_dir/"run.json")
+    if interrupted: raise Interrupted(summary)
     return summary
 
 def _run_batch(be, rows, keys, p, out_dir, batch_jobs, poll_s, timeout_s, tally):
@@ -965,14 +1150,16 @@ def _parser():
     p.add_argument("--backend", choices=["gemini", "metadata"], default="gemini")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--prompt", choices=list(PROMPTS), default=DEFAULT_PROMPT)
-    p.add_argument("--workers", type=int, default=8)
-    p.add_argument("--rpm", type=float, default=-1, help="requests per minute (default: the model's free tier; 0 = no limit)")
-    p.add_argument("--rpd", type=int, default=-1, help="requests per day (default: the model's free tier; 0 = no limit)")
+    p.add_argument("--workers", type=int, default=32, help="concurrent requests (default 32: a paid key's quota at ~2 s a reply; "
+                   "the pace follows the server's per-minute 429s)")
+    p.add_argument("--rpm", type=float, default=0, help="optional cap in requests per minute (default 0: none)")
+    p.add_argument("--rpd", type=int, default=0, help="optional cap in requests per quota day (default 0: none; the server's "
+                   "per-day 429 stops the run with exit 75)")
     p.add_argument("--batch", action="store_true", help="use the Gemini Batch API (half price)")
     p.add_argument("--batch-job", action="append", default=[], help="collect this batch job name (repeatable)")
     p.add_argument("--poll-s", type=float, default=30.0)
     p.add_argument("--limit", type=int)
-    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--temperature", type=float, default=0.0, help="not sent to models that fix their sampling (3.5 Flash-Lite, 3.6+)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-output-tokens", type=int, default=256)
     p.add_argument("--thinking", default="auto", help="auto | none | a token budget | minimal/low/medium/high")
@@ -980,7 +1167,9 @@ def _parser():
     p.add_argument("--meta-attributes", help="metadata backend: comma-separated subset of " + ",".join(META_QUESTIONS))
     p.add_argument("--base-url", help="API base URL (default: GOOGLE_GEMINI_BASE_URL or Google's)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    p.add_argument("--max-attempts", type=int, default=6)
+    p.add_argument("--max-attempts", type=int, default=6, help="tries per image per run (per-minute 429s not counted)")
+    p.add_argument("--max-consecutive-failures", type=int, default=20, help="stop after this many server/network failures in a "
+                   "row across workers (0: never)")
     p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds")
     p.add_argument("--yes-no-cap", type=float, help="max share of yes/no answers (e.g. 0.2)")
     p.add_argument("--no-hf", action="store_true", help="skip the Hugging Face dataset export")
@@ -994,20 +1183,31 @@ def generate_cli(argv: list[str]|None = None) -> int:
     a = _parser().parse_args(argv)
     params = GenParams(model=a.model, prompt=a.prompt, temperature=a.temperature, seed=a.seed,
                        max_output_tokens=a.max_output_tokens, thinking=a.thinking, media_resolution=a.media_resolution,
-                       meta_attributes=tuple(a.meta_attributes.split(",")) if a.meta_attributes else None)
+                       meta_attributes=tuple(x.strip() for x in a.meta_attributes.split(",")) if a.meta_attributes else None)
+    if a.backend == "metadata": params.model = "metadata"
+    policy = RetryPolicy(a.max_attempts, a.backoff)
+    check_options(params, a.backend, a.workers, a.rpm, a.rpd, policy, a.limit, a.yes_no_cap, a.max_consecutive_failures, a.poll_s)
+    if a.timeout <= 0: raise UserError("--timeout: must be more than 0 seconds", code=2)
     client = None
     if a.backend == "gemini":
         try: client = make_client(base_url=a.base_url, timeout_s=a.timeout)
-        except Exception as e: print(f"abovqa generate: {redact(str(e))}", file=sys.stderr); return 2
+        except Exception as e: print(f"abovqa generate: {_one_line(redact(str(e)))}", file=sys.stderr); return 2
     try:
-        s = generate(a.curated, a.images, a.out, a.backend, params, client, a.workers, a.rpm, a.rpd,
-                     RetryPolicy(a.max_attempts, a.backoff), a.batch, a.batch_job, a.poll_s, None, a.limit, a.yes_no_cap,
-                     hf=not a.no_hf, progress=not a.quiet)
-    except (ValueError, FileNotFoundError) as e: print(f"abovqa generate: {redact(str(e))}", file=sys.stderr); return 2
+        s = generate(a.curated, a.images, a.out, a.backend, params, client, a.workers, a.rpm, a.rpd, policy, a.batch, a.batch_job,
+                     a.poll_s, None, a.limit, a.yes_no_cap, hf=not a.no_hf, progress=not a.quiet, max_failures=a.max_consecutive_failures)
+    except Interrupted as e:
+        s = e.summary
+        print(f"abovqa generate: interrupted after {s['images_done']}/{s['images']} images; finished work is kept: rerun the same "
+              f"command to continue", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as e: print(f"abovqa generate: {_one_line(redact(str(e)))}", file=sys.stderr); return 2
     c = s["cost_usd"]
     print(f"{s['status']}: {s['images_done']}/{s['images']} images, {s['pairs']['kept']} pairs kept "
           f"({s['pairs']['rejected'] or 'none rejected'}), metadata agreement {s['meta_check']['agreement_rate']}, "
           f"tokens in/out {s['tokens']['input']}/{s['tokens']['output']}, est. cost {'?' if c is None else f'${c:.4f}'} -> {a.out}")
-    if s["message"]: print(s["message"], file=sys.stderr)
+    if s["missing_images"]:
+        print(f"skipped {s['missing_images']} image(s) not under --images (e.g. {', '.join(s['missing_examples'][:3])}); "
+              f"full list: {Path(a.out)/'missing_images.csv'}", file=sys.stderr)
+    if s["message"]: print(f"abovqa generate: {s['message']}", file=sys.stderr)
     if a.push_to_hub and s["status"] == "complete": print(push_to_hub(Path(a.out)/"hf", a.push_to_hub))
     return 75 if s["status"] == "stopped" and "daily quota" in (s["message"] or "") else 0 if s["status"] == "complete" else 1

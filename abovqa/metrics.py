@@ -13,12 +13,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['NORMALIZERS', 'METRICS', 'LEXICAL', 'QUESTION_TYPES', 'normalize_blip', 'normalize_llava', 'normalize_qwen',
-           'normalize_vqa', 'normalize_short', 'normalize', 'normalize_all', 'clean_reference', 'squad_normalize',
-           'exact_match', 'token_f1', 'rouge_l', 'lexical_scores', 'resolve_device', 'default_st_model',
-           'load_bertscorer', 'bertscore_baseline', 'bertscore', 'load_bart', 'bart_loglik', 'bartscore',
-           'load_sentence_model', 'cosine', 'clear_model_cache', 'score', 'question_type', 'breakdown', 'answer_form',
-           'evaluate_module_path', 'load_evaluate_module']
+__all__ = ['NORMALIZERS', 'METRICS', 'LEXICAL', 'CI', 'QUESTION_TYPES', 'normalize_blip', 'normalize_llava', 'normalize_qwen',
+           'normalize_vqa', 'number_digits', 'normalize_short', 'normalize', 'normalize_all', 'clean_reference',
+           'squad_normalize', 'exact_match', 'token_f1', 'rouge_l', 'lexical_scores', 'resolve_device',
+           'default_st_model', 'load_bertscorer', 'bertscore_baseline', 'bertscore', 'load_bart', 'bart_loglik',
+           'bartscore', 'load_sentence_model', 'cosine', 'clear_model_cache', 'intervals', 'score', 'question_type',
+           'breakdown', 'answer_form', 'evaluate_module_path', 'load_evaluate_module']
 
 # %% ../nbs/03_metrics.ipynb #f4070032
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
@@ -131,9 +131,13 @@ def _content(words: list[str]) -> list[str]:
     c = [w for w in words if w not in _FRAME]
     return [w for i, w in enumerate(c) if not (w in _QUALIFIERS and i + 1 < len(c))]
 
-def normalize_short(text) -> str:
-    "The answer inside a sentence: 'The color is green.' → 'green', 'Yes, it is.' → 'yes' (see the rules above)."
-    words = _WORD.findall(_strip_prefix(_text(text)))
+_NUMBER_WORDS = {k: v for k, v in _VQA_NUMBERS.items() if k != "none"}   # "none" stays a word ("pattern: none")
+
+def number_digits(text: str) -> str:
+    "Number words zero..ten written as digits, word by word: 'two' → '2' (as the official VQA evaluation)."
+    return " ".join(_NUMBER_WORDS.get(w, w) for w in str(text).split())
+
+def _short_answer(words: list[str]) -> str:
     if not words: return ""
     first = next((w for w in words if w not in _HEDGES), "")
     if first in _YES: return "yes"
@@ -141,6 +145,10 @@ def normalize_short(text) -> str:
     for i in [i for i, w in enumerate(words) if w in _LINKS][::-1]:
         if (c := _content(words[i+1:])): return c[0]
     return (_content(words) or words)[0]
+
+def normalize_short(text) -> str:
+    "The answer inside a sentence: 'The color is green.' → 'green', 'Yes, it is.' → 'yes', 'two' → '2' (see the rules above)."
+    return number_digits(_short_answer(_WORD.findall(_strip_prefix(_text(text)))))
 
 # %% ../nbs/03_metrics.ipynb #3c776b90
 NORMALIZERS = {"blip": normalize_blip, "llava": normalize_llava, "qwen": normalize_qwen, "vqa": normalize_vqa,
@@ -153,8 +161,8 @@ def normalize(text, # a raw model answer
     return _normalizer(name)(text)
 
 def _normalizer(name: str):
-    "The function for normaliser `name` ('none' → plain string)."
-    if name == "none": return lambda t: "" if t is None or (isinstance(t, float) and t != t) else str(t)
+    "The function for normaliser `name` ('none' → the plain string, stripped)."
+    if name == "none": return lambda t: "" if t is None or (isinstance(t, float) and t != t) else str(t).strip()
     if name not in NORMALIZERS: raise ValueError(f"unknown normalizer {name!r}; choose one of {sorted(NORMALIZERS)} or 'none'")
     return NORMALIZERS[name]
 
@@ -396,8 +404,16 @@ def _metric_names(metrics) -> list[str]:
 
 # %% ../nbs/03_metrics.ipynb #669b9db8
 def _reference_normalizer(normalizer: str, normalize_references: bool) -> str:
-    "Name of what is applied to references: the answer normaliser itself, 'vqa' (as the official script), or 'clean'."
-    return normalizer if normalize_references or normalizer == "vqa" else "clean"
+    "Name of what is applied to references: the answer normaliser, 'vqa' (as the official script), 'strip' (for 'none'), 'clean+numbers' (for 'short') or 'clean'."
+    if normalize_references or normalizer == "vqa": return normalizer
+    return {"none": "strip", "short": "clean+numbers"}.get(normalizer, "clean")
+
+def _normalize_references(refs: list, ref_normalizer: str) -> list[str]:
+    "The references as `ref_normalizer` (see `_reference_normalizer`) writes them."
+    if ref_normalizer == "clean": return [clean_reference(r) for r in refs]
+    if ref_normalizer == "clean+numbers": return [number_digits(clean_reference(r)) for r in refs]
+    if ref_normalizer == "strip": return [_normalizer("none")(r) for r in refs]
+    return normalize_all(refs, ref_normalizer)
 
 def _rows(predictions, references, questions, normalizer: str, ref_normalizer: str = "clean") -> pd.DataFrame:
     "The per-row table before scoring: raw and normalised texts (and question types)."
@@ -411,7 +427,7 @@ def _rows(predictions, references, questions, normalizer: str, ref_normalizer: s
         df["question_type"] = [question_type(q) for q in qs]
     df["prediction"], df["reference"] = preds, refs
     df["prediction_norm"] = normalize_all(preds, normalizer)
-    df["reference_norm"] = [clean_reference(r) for r in refs] if ref_normalizer == "clean" else normalize_all(refs, ref_normalizer)
+    df["reference_norm"] = _normalize_references(refs, ref_normalizer)
     return df
 
 # %% ../nbs/03_metrics.ipynb #1ddcd77e
@@ -423,6 +439,23 @@ def _summary(df: pd.DataFrame, names: list[str], normalizer: str, ref_normalizer
         if c in df: s[c] = None if len(df) == 0 or df[c].isna().all() else float(df[c].mean())
     if "bertscore_f1" in names: s.setdefault("bertscore_f1_rescaled", None)
     return s | models
+
+_CI_COLS = (*METRICS, "bertscore_f1_rescaled")
+CI = dict(n_resamples=1000, seed=0, level=0.95)   # the intervals' settings (see `abovqa.stats`)
+
+def intervals(rows: pd.DataFrame, # per-row metric columns
+              clusters, # cluster label per row (the image); None: rows resampled one by one
+              cols=None, # columns to give intervals; the metric columns present when None
+              n_resamples: int = CI["n_resamples"], # bootstrap resamples
+              seed: int = CI["seed"], # random seed
+             ) -> dict:
+    "`{col}_ci: [lo, hi]` for every metric column: 95% cluster-bootstrap percentile intervals, all columns in one pass."
+    from abovqa.stats import bootstrap_means
+    cols = [c for c in (cols or [c for c in rows if c in _CI_COLS]) if c in rows]
+    if not cols or len(rows) == 0: return {f"{c}_ci": None for c in cols}
+    m = bootstrap_means(rows[cols].to_numpy(dtype=float), clusters, n_resamples, seed)
+    lo, hi = np.nanquantile(m, [(1 - CI["level"]) / 2, (1 + CI["level"]) / 2], axis=0)
+    return {f"{c}_ci": None if np.isnan(l) else [float(l), float(h)] for c, l, h in zip(cols, lo, hi)}
 
 def score(predictions, # raw model answers
           references, # ground-truth answers
@@ -437,6 +470,7 @@ def score(predictions, # raw model answers
           bertscore_baseline_path: str|None = None, # custom rescaling baseline file
           bart_model: str = "facebook/bart-large-cnn", # BARTScore checkpoint
           st_model: str|None = None, # sentence-transformers model; all-MiniLM-L6-v2 when None
+          clusters=None, # image per row: adds 95% cluster-bootstrap intervals `<metric>_ci` to the summary
          ) -> tuple[dict, pd.DataFrame]:
     "Score `predictions` against `references`: (summary dict, per-row DataFrame)."
     names, refn = _metric_names(metrics), _reference_normalizer(normalizer, normalize_references)
@@ -444,6 +478,7 @@ def score(predictions, # raw model answers
     p, r, models = df.prediction_norm.tolist(), df.reference_norm.tolist(), {}
     lex = lexical_scores(p, r, [m for m in names if m in LEXICAL])
     for c in lex: df[c] = lex[c].values
+    if normalizer == "none" and "exact_match" in df: df["exact_match"] = (df.prediction_norm == df.reference_norm).astype(float)
     dev = resolve_device(device) if set(names) - set(LEXICAL) else None
     if "bertscore_f1" in names:
         bs = bertscore(p, r, bertscore_model, bertscore_num_layers, dev, batch_size, bertscore_baseline_path)
@@ -459,7 +494,14 @@ def score(predictions, # raw model answers
         df["cosine"] = cosine(p, r, st_model, dev, batch_size)
         models["st_model"] = st_model or default_st_model()
     if dev: models["device"] = dev
-    return _summary(df, names, normalizer, refn, models), df
+    summary = _summary(df, names, normalizer, refn, models)
+    if clusters is not None:
+        clusters = list(clusters)
+        if len(clusters) != len(df): raise ValueError(f"{len(clusters)} clusters but {len(df)} predictions")
+        df.attrs["clusters"] = clusters
+        summary |= intervals(df, clusters) | dict(ci=dict(CI, method="percentile cluster bootstrap over images",
+                                                         n_clusters=len(set(clusters))))
+    return summary, df
 
 # %% ../nbs/03_metrics.ipynb #a68040dc
 QUESTION_TYPES = ("color", "material", "shape", "count", "yes/no", "other")
@@ -481,13 +523,20 @@ def question_type(question) -> str:
 # %% ../nbs/03_metrics.ipynb #8c51d9a7
 def breakdown(rows: pd.DataFrame, # the per-row table from `score` (called with `questions`)
              ) -> pd.DataFrame:
-    "Mean of every metric column and the row count per question type."
+    "Mean of every metric column and the row count per question type (with `<metric>_ci_low/_ci_high` when `score` had `clusters`)."
     if "question_type" not in rows: raise ValueError("the rows have no question_type: call score(..., questions=...)")
     cols = [c for c in rows if c in METRICS or c in ("bertscore_f1_rescaled", "bartscore_p", "bartscore_r")]
     g = rows.groupby("question_type")
     out = g[cols].mean().join(g.size().rename("n"))
     order = [t for t in QUESTION_TYPES if t in out.index]
-    return out.loc[order, ["n", *cols]]
+    out = out.loc[order, ["n", *cols]]
+    if (cl := rows.attrs.get("clusters")) is not None:    # `score(..., clusters=)` was called: intervals per type
+        cl = pd.Series(cl, index=rows.index)
+        for t in order:
+            sel = rows.question_type == t
+            for k, ci in intervals(rows.loc[sel], cl[sel].tolist(), [c for c in cols if c in _CI_COLS]).items():
+                out.loc[t, k[:-3] + "_ci_low"], out.loc[t, k[:-3] + "_ci_high"] = ci if ci else (np.nan, np.nan)
+    return out
 
 # %% ../nbs/03_metrics.ipynb #5beefd8c
 def answer_form(raw_predictions, # the model's raw answers

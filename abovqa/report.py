@@ -8,20 +8,26 @@ import argparse, json, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['STAGES', 'METRICS', 'STAGE_COLORS', 'find_runs', 'model_label', 'run_stage', 'load_run', 'load_runs', 'results_table',
-           'table_markdown', 'plot_metrics', 'training_log', 'plot_training', 'answer_forms', 'plot_answer_forms',
-           'question_types', 'plot_question_types', 'load_predictions', 'gallery', 'build_report', 'report_cli']
+__all__ = ['STAGES', 'METRICS', 'SIGNIFICANCE_COLUMNS', 'STAGE_COLORS', 'NORMALIZER_ORDER', 'find_runs', 'model_label',
+           'run_stage', 'load_run', 'load_runs', 'results_table', 'significance', 'add_significance', 'table_markdown',
+           'plot_metrics', 'training_log', 'plot_training', 'answer_forms', 'plot_answer_forms', 'question_types',
+           'plot_question_types', 'load_predictions', 'gallery', 'normalizer_table', 'question_type_intervals',
+           'reference_quality', 'statistics_markdown', 'write_statistics', 'row_sources', 'build_report', 'report_cli']
 
 # %% ../nbs/07_report.ipynb #f4b50c9b
 import matplotlib
 import pandas as pd
+
+# %% ../nbs/07_report.ipynb #67d35a04
+import warnings
+from .core import UserError, MissingInput, BadInput, atomic_path, atomic_files, write_csv, write_json
 
 # %% ../nbs/07_report.ipynb #9ddcdfd4
 def find_runs(root: str|Path, # folder to search recursively
              ) -> list[Path]:
     "Every run folder under `root` (itself included): `run.json` plus `metrics.json` or `trainer_state.json`."
     root = Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f"runs folder not found: {root}")
+    if not root.is_dir(): raise MissingInput(f"runs folder not found: {root}; pass the folder holding the evaluate/finetune run folders")
     found = {p.parent for p in root.rglob("run.json")}
     return sorted(d for d in found if (d/"metrics.json").exists() or _trainer_state_path(d))
 
@@ -53,20 +59,58 @@ def run_stage(config: dict) -> str:
 def load_run(path: str|Path, # a run folder
             ) -> dict:
     "The run's name, model, stage and time, plus its metrics.json and training log history when present."
-    path = Path(path); info = _read_json(path/"run.json"); cfg = info.get("config", {})
+    path = Path(path); info = _read_json(path/"run.json")
+    if not isinstance(info, dict) or not isinstance(cfg := info.get("config", {}), dict):
+        raise ValueError(f"{path/'run.json'}: not a run record (a JSON object with a `config` object)")
     run = dict(path=path, name=path.name, model=model_label(cfg), stage=run_stage(cfg), time=info.get("time", ""),
                config=cfg, metrics=None, log_history=None)
     if (path/"metrics.json").exists(): run["metrics"] = _read_json(path/"metrics.json")
     if (ts := _trainer_state_path(path)): run["log_history"] = _read_json(ts).get("log_history", [])
+    return _checked(run)
+
+def _checked(run):
+    "`run`, or ValueError naming the file whose contents are not what evaluate and finetune write."
+    m, p = run["metrics"], run["path"]
+    if m is not None and not (isinstance(m, dict) and isinstance(m.get("summary", {}), dict)):
+        raise ValueError(f"{p/'metrics.json'}: not a metrics record (a JSON object with a `summary` object)")
+    if run["log_history"] is not None and not isinstance(run["log_history"], list):
+        raise ValueError(f"{p}: trainer_state.json `log_history` is not a list")
     return run
 
 # %% ../nbs/07_report.ipynb #7a244413
 STAGES = ("zero-shot", "fine-tuned")
 
+def _n(run):
+    "Questions answered by an evaluation run (None when its metrics do not say)."
+    m = run["metrics"] or {}
+    return m.get("n", (m.get("summary") or {}).get("n"))
+
+def _skip(skipped, folder, why):
+    msg = f"{folder}: {why}"
+    if skipped is None: warnings.warn(f"skipping run folder {msg}", stacklevel=3)
+    else: skipped.append(msg)
+
+def _unfinished(root, runs):
+    "Folders holding evaluation outputs that are not complete runs: (folder, what is missing)."
+    have = {r for r in runs}
+    cand = {p.parent for f in ("metrics.json", "predictions.csv") for p in Path(root).rglob(f)} - have
+    return sorted((c, "no run.json" if not (c/"run.json").exists() else "no metrics.json (an unfinished evaluation? rerun it)")
+                  for c in cand)
+
 def load_runs(root: str|Path, # folder to search recursively
+              skipped: list|None = None, # gets "folder: reason" for every folder left out; None: a warning each
              ) -> list[dict]:
-    "`load_run` for every run folder under `root`, sorted by model, stage and time."
-    runs = [load_run(p) for p in find_runs(root)]
+    "`load_run` for every run folder under `root`, sorted by model, stage and time; malformed and empty runs are skipped."
+    runs, found = [], find_runs(root)
+    for p in found:
+        try: r = load_run(p)
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as e: _skip(skipped, p, e); continue
+        if r["metrics"] is not None and _n(r) == 0:
+            _skip(skipped, p, "empty evaluation (n = 0): no question was answered" + ("; its training log is kept" if r["log_history"] else ""))
+            if not r["log_history"]: continue
+            r["metrics"] = None
+        runs.append(r)
+    for folder, why in _unfinished(root, found): _skip(skipped, folder, why)
     return sorted(runs, key=lambda r: (r["model"], STAGES.index(r["stage"]), r["time"], r["name"]))
 
 # %% ../nbs/07_report.ipynb #cc8e5957
@@ -82,28 +126,119 @@ def results_table(runs: list[dict], # from `load_run`
         m = r["metrics"]; summ = m.get("summary", {})
         extra = {k: v for k, v in summ.items() if k not in METRICS and isinstance(v, float)}  # not counts or settings
         rows.append(dict(model=r["model"], stage=r["stage"], **{k: summ.get(k) for k in METRICS}, **extra,
-                         normalizer=m.get("normalizer"), n=m.get("n"), run=r["name"], time=r["time"]))
+                         **_ci_columns(summ), normalizer=m.get("normalizer"), n=m.get("n"), run=r["name"], time=r["time"]))
     df = pd.DataFrame(rows)
     if df.empty: return df
     df["stage"] = pd.Categorical(df.stage, STAGES)
-    return df.sort_values(["model", "stage", "time"]).drop(columns="time").reset_index(drop=True)
+    df = df.sort_values(["model", "stage", "time"]).drop(columns="time").reset_index(drop=True)
+    return add_significance(df, runs)
+
+def _ci_columns(summary: dict) -> dict:
+    "`<metric>_ci_low` / `_ci_high` from a summary's `<metric>_ci: [lo, hi]` (None where there is no interval)."
+    out = {}
+    for k in [*METRICS, *(k[:-3] for k in summary if k.endswith("_ci") and k[:-3] not in METRICS)]:
+        ci = summary.get(f"{k}_ci")
+        if ci is not None or k in summary: out[f"{k}_ci_low"], out[f"{k}_ci_high"] = ci if ci else (None, None)
+    return out
+
+# %% ../nbs/07_report.ipynb #eebd2e77
+def _em_rows(run: dict) -> pd.DataFrame|None:
+    "image_path, question, exact_match of a run's predictions.csv (None when it has none)."
+    p = Path(run["path"])/"predictions.csv"
+    if not p.exists(): return None
+    df = pd.read_csv(p, keep_default_na=False)
+    if not {"image_path", "question"} <= set(df.columns): return None
+    if "exact_match" in df: em = pd.to_numeric(df.exact_match, errors="coerce")
+    elif "correct" in df: em = df.correct.astype(str).str.lower().isin(["true", "1", "1.0"]).astype(float)
+    else: return None
+    return pd.DataFrame(dict(image_path=df.image_path.astype(str), question=df.question.astype(str), exact_match=em.astype(float)))
+
+SIGNIFICANCE_COLUMNS = ["kind", "a", "b", "run_a", "run_b", "matched", "diff", "ci_low", "ci_high", "p_value", "mcnemar_p", "significant"]
+
+def significance(runs: list[dict], # from `load_run`
+                 alpha: float = 0.05, # significance level
+                 n_resamples: int = 1000, # bootstrap resamples
+                 seed: int = 0, # random seed
+                ) -> pd.DataFrame:
+    "Exact match B − A for fine-tuned vs zero-shot per model and for every pair of models within a stage."
+    from itertools import combinations
+    from abovqa.compare import compare_tables
+    latest = {(r["model"], r["stage"]): r for r in runs if r["metrics"] is not None}   # runs are sorted by time
+    em, rows = {k: _em_rows(r) for k, r in latest.items()}, []
+    def cmp(ka, kb, kind):
+        if em.get(ka) is None or em.get(kb) is None: return
+        c = compare_tables(em[ka], em[kb], ["exact_match"], n_resamples, seed)
+        if not c["metrics"]: return
+        r = c["metrics"]["exact_match"]
+        rows.append(dict(kind=kind, a=f"{ka[0]} ({ka[1]})", b=f"{kb[0]} ({kb[1]})", run_a=latest[ka]["name"],
+                         run_b=latest[kb]["name"], matched=c["matched"], diff=r["diff"], ci_low=r["ci"][0], ci_high=r["ci"][1],
+                         p_value=r["p_value"], mcnemar_p=c["mcnemar_exact_match"]["p_value"], significant=r["p_value"] < alpha))
+    for m in sorted({m for m, _ in latest}): cmp((m, "zero-shot"), (m, "fine-tuned"), "fine-tuned vs zero-shot")
+    for stage in STAGES:
+        for x, y in combinations(sorted(m for m, s in latest if s == stage), 2): cmp((x, stage), (y, stage), "between models")
+    return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
+
+def add_significance(table: pd.DataFrame, # from `results_table`
+                     runs: list[dict], # the runs it was made from
+                     sig: pd.DataFrame|None = None, # from `significance`; computed when None
+                    ) -> pd.DataFrame:
+    "Table 1 with `vs_zero_shot_*` and `significant` on fine-tuned rows and `tied_with` (same-stage models, p ≥ 0.05)."
+    sig = significance(runs) if sig is None else sig
+    if sig.empty: return table
+    t = table.copy()
+    for c in ("vs_zero_shot_diff", "vs_zero_shot_ci_low", "vs_zero_shot_ci_high", "vs_zero_shot_p"): t[c] = float("nan")
+    t["significant"], t["tied_with"] = None, ""
+    for _, s in sig.iterrows():
+        if s.kind == "fine-tuned vs zero-shot":
+            i = t.index[t.run == s.run_b]
+            t.loc[i, ["vs_zero_shot_diff", "vs_zero_shot_ci_low", "vs_zero_shot_ci_high", "vs_zero_shot_p"]] = [s["diff"], s.ci_low, s.ci_high, s.p_value]
+            t.loc[i, "significant"] = bool(s.significant)
+        elif not s.significant:
+            for run, other in ((s.run_a, s.b), (s.run_b, s.a)):
+                i = t.index[t.run == run]
+                t.loc[i, "tied_with"] = [f"{v}; {other.split(' (')[0]}" if v else other.split(" (")[0] for v in t.loc[i, "tied_with"]]
+    return t
 
 # %% ../nbs/07_report.ipynb #99f9de90
 def _fmt(v):
     if v is None or (isinstance(v, float) and pd.isna(v)): return "–"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
+_SIG_COLS = ("vs_zero_shot_diff", "vs_zero_shot_ci_low", "vs_zero_shot_ci_high", "vs_zero_shot_p", "significant", "tied_with")
+
+def _cell(row, c):
+    "A metric with its 95% interval when the table has one, else the plain value."
+    lo, hi = row.get(f"{c}_ci_low"), row.get(f"{c}_ci_high")
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi) or not isinstance(row[c], float): return _fmt(row[c])
+    from abovqa.stats import fmt_ci
+    return fmt_ci(row[c], [lo, hi], 4)
+
+def _vs_zero_shot(row) -> str:
+    "'+0.3500 (p 0.001) *' for a fine-tuned row compared with its zero-shot run, else ''."
+    d, pv = row.get("vs_zero_shot_diff"), row.get("vs_zero_shot_p")
+    if d is None or pd.isna(d): return ""
+    return f"{d:+.4f} (p {'≤ 0.001' if pv <= 0.001 else f'{pv:.3g}'})" + (" *" if row.get("significant") else "")
+
 def table_markdown(table: pd.DataFrame, # from `results_table`
                   ) -> str:
-    "Table 1 as a GitHub markdown table, with the normaliser stated."
+    "Table 1 as a GitHub markdown table: metrics with their 95% intervals, significance marks, the normaliser stated."
     if table.empty: return "_No evaluation runs found._\n"
     norms = table.normalizer.dropna().unique()
-    cols = [c for c in table.columns if c not in ("run",) and not (c == "normalizer" and len(norms) <= 1)]
-    head = [METRICS.get(c, c) for c in cols]
+    hidden = {"run", *_SIG_COLS, *(c for c in table.columns if c.endswith(("_ci_low", "_ci_high")))}
+    cols = [c for c in table.columns if c not in hidden and not (c == "normalizer" and len(norms) <= 1)]
+    sig = bool("vs_zero_shot_diff" in table and table.vs_zero_shot_diff.notna().any())
+    ties = bool("tied_with" in table and table.tied_with.fillna("").astype(bool).any())
+    head = [METRICS.get(c, c) for c in cols] + (["EM vs zero-shot"] if sig else []) + (["EM tied with"] if ties else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if c in ("model", "stage", "normalizer") else "---:"
-                                                             for c in cols) + "|"]
-    lines += ["| " + " | ".join(_fmt(row[c]) for c in cols) + " |" for _, row in table.iterrows()]
+                                                             for c in cols) + "|---" * (sig + ties) + "|"]
+    lines += ["| " + " | ".join([_cell(row, c) for c in cols] + ([_vs_zero_shot(row)] if sig else [])
+                                + ([row.get("tied_with") or ""] if ties else [])) + " |" for _, row in table.iterrows()]
     if len(norms) == 1: lines += ["", f"Answers normalised with the `{norms[0]}` normaliser before scoring."]
+    if any(f"{c}_ci_low" in table for c in cols):
+        lines += ["", "Brackets: 95% interval from a cluster bootstrap over images (1,000 resamples, all questions of an image together)."]
+    if sig: lines += ["", "EM vs zero-shot: fine-tuned minus zero-shot exact match on the same questions (paired cluster bootstrap); "
+                          "`*`: significant at 5%."]
+    if ties: lines += ["", "EM tied with: models of the same stage whose exact match does not differ significantly (p ≥ 0.05)."]
     return "\n".join(lines) + "\n"
 
 # %% ../nbs/07_report.ipynb #d2789e39
@@ -233,15 +368,20 @@ def plot_question_types(runs: list[dict], metric: str = "exact_match"):
 
 # %% ../nbs/07_report.ipynb #705c4361
 def load_predictions(runs: list[dict], # from `load_run`; runs without predictions.csv are skipped
+                     skipped: list|None = None, # when given, a malformed predictions.csv is skipped and named here
                     ) -> pd.DataFrame:
     "All runs' predictions.csv in one long table, with `model`, `stage`, `run`, `images` (root) and `question_type`."
     frames = []
     for r in runs:
         p = r["path"]/"predictions.csv"
         if not p.exists(): continue
-        df = pd.read_csv(p, keep_default_na=False)
-        missing = {"image_path", "question", "answer", "prediction", "correct"} - set(df.columns)
-        if missing: raise ValueError(f"{p}: missing columns {sorted(missing)}")
+        try:
+            df = pd.read_csv(p, keep_default_na=False)
+            missing = {"image_path", "question", "answer", "prediction", "correct"} - set(df.columns)
+            if missing: raise ValueError(f"{p}: missing columns {sorted(missing)}")
+        except (ValueError, UnicodeDecodeError) as e:   # pandas' parser errors are ValueErrors
+            if skipped is None: raise
+            skipped.append(f"{r['path']}: {e if str(p) in str(e) else f'{p}: {e}'} (left out of the gallery)"); continue
         frames.append(df.assign(model=r["model"], stage=r["stage"], run=r["name"], images=r["config"].get("images") or ""))
     if not frames: return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
@@ -308,10 +448,107 @@ def _wrap(text, width=38):
     import textwrap
     return "\n".join(textwrap.wrap(str(text), width)[:2])
 
+# %% ../nbs/07_report.ipynb #0754074f
+NORMALIZER_ORDER = ("none", "blip", "llava", "qwen", "vqa", "short")
+
+def normalizer_table(runs: list[dict], # from `load_run`
+                    ) -> pd.DataFrame:
+    "Exact match of every evaluation run (rows) under each normaliser (columns), from its predictions' raw answers."
+    from abovqa.metrics import score
+    out = {}
+    for r in runs:
+        p = Path(r["path"])/"predictions.csv"
+        if r["metrics"] is None or not p.exists(): continue
+        df = pd.read_csv(p, keep_default_na=False)
+        raw = next((c for c in ("raw_output", "raw") if c in df), None)
+        if raw is None or "answer" not in df or df.empty: continue
+        out[f"{_run_label(r)} [{r['name']}]"] = {n: score(df[raw].tolist(), df.answer.tolist(), normalizer=n, metrics="exact_match")[0]["exact_match"]
+                                                for n in NORMALIZER_ORDER}
+    return pd.DataFrame(out, index=list(NORMALIZER_ORDER), dtype=float).T
+
+# %% ../nbs/07_report.ipynb #4eefebf5
+def question_type_intervals(runs: list[dict], # from `load_run`
+                            metric: str = "exact_match", # the metric
+                           ) -> pd.DataFrame:
+    "`metric` with its 95% interval per question type (rows) and evaluation run (columns), as text."
+    from abovqa.stats import fmt_ci
+    out = {}
+    for r in _eval_runs(runs, "by_question_type"):
+        bq = r["metrics"]["by_question_type"]
+        if metric in bq and isinstance(bq[metric], dict): bq = {t: {metric: v} for t, v in bq[metric].items()}
+        out[_run_label(r)] = {t: fmt_ci(v.get(metric), [v[f"{metric}_ci_low"], v[f"{metric}_ci_high"]] if f"{metric}_ci_low" in v else None)
+                                 if isinstance(v, dict) else fmt_ci(v) for t, v in bq.items()}
+    return pd.DataFrame(out).fillna("–")
+
+# %% ../nbs/07_report.ipynb #3223a4dc
+def reference_quality(runs: list[dict], # from `load_run`
+                     ) -> pd.DataFrame:
+    "Per question type: questions, metadata-checked answers, agreement rate (from the first run whose predictions carry `meta_check`)."
+    from abovqa.metrics import question_type
+    for r in runs:
+        p = Path(r["path"])/"predictions.csv"
+        if r["metrics"] is None or not p.exists(): continue
+        df = pd.read_csv(p, keep_default_na=False)
+        if "meta_check" not in df: continue
+        df["question_type"] = df.question.map(question_type)
+        g = df.groupby("question_type")
+        agree, checked = g.meta_check.apply(lambda s: (s == "agree").sum()), g.meta_check.apply(lambda s: s.isin(["agree", "disagree"]).sum())
+        out = pd.DataFrame(dict(questions=g.size(), checked=checked, agree=agree))
+        out["agreement"] = (out.agree / out.checked).where(out.checked > 0)
+        out.loc["all"] = [len(df), out.checked.sum(), out.agree.sum(), out.agree.sum() / out.checked.sum() if out.checked.sum() else None]
+        return out.astype({"questions": int, "checked": int, "agree": int})
+    return pd.DataFrame(columns=["questions", "checked", "agree", "agreement"])
+
+# %% ../nbs/07_report.ipynb #da761652
+def _md(df: pd.DataFrame, index: str = "") -> str:
+    "A small DataFrame as a markdown table (floats to 4 places)."
+    cols = list(df.columns)
+    lines = ["| " + " | ".join([index, *map(str, cols)]) + " |", "|---" + "|---:" * len(cols) + "|"]
+    lines += ["| " + " | ".join([str(i), *(_fmt(v) for v in row)]) + " |" for i, row in zip(df.index, df.itertuples(index=False))]
+    return "\n".join(lines) + "\n"
+
+def statistics_markdown(sig: pd.DataFrame, norms: pd.DataFrame, qtypes: pd.DataFrame, refq: pd.DataFrame) -> str:
+    "The statistics page: significance, normaliser sensitivity, per-question-type intervals, reference quality."
+    parts = ["# Statistics\n", "## Significance (exact match, paired cluster bootstrap over images)\n"]
+    if sig.empty: parts.append("_No pair of runs with predictions.csv on the same questions._\n")
+    else:
+        s = sig.assign(diff=[f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for d, lo, hi in zip(sig["diff"], sig.ci_low, sig.ci_high)],
+                       verdict=["significant" if x else ("tie" if k == "between models" else "not significant") for x, k in zip(sig.significant, sig.kind)])
+        parts.append(_md(s.set_index("kind")[["a", "b", "matched", "diff", "p_value", "mcnemar_p", "verdict"]], "comparison"))
+    parts += ["\n## Exact match under each normaliser\n", _md(norms, "run") if len(norms) else "_No predictions with raw answers._\n"]
+    parts += ["\n## Exact match per question type (95% interval)\n", _md(qtypes, "question type") if len(qtypes) else "_No per-type results._\n"]
+    parts.append("\n## Reference quality: generation's metadata agreement per question type\n")
+    parts.append(_md(refq, "question type") if len(refq) else "_Not available: the test table has no `meta_check` column (written by `abovqa generate`)._\n")
+    return "\n".join(parts)
+
+def write_statistics(runs: list[dict], # from `load_run`
+                     out: str|Path, # report folder
+                     sig: pd.DataFrame|None = None, # from `significance`; computed when None
+                    ) -> list[Path]:
+    "Write statistics.md and the CSVs behind it (significance, normalizers, question_types, reference_quality)."
+    from abovqa.core import atomic_path, write_csv
+    out = Path(out); sig = significance(runs) if sig is None else sig
+    norms, qt, refq = normalizer_table(runs), question_type_intervals(runs), reference_quality(runs)
+    files = [write_csv(sig, out/"significance.csv"), write_csv(norms.rename_axis("run").reset_index(), out/"normalizers.csv"),
+             write_csv(qt.rename_axis("question_type").reset_index(), out/"question_types.csv"),
+             write_csv(refq.rename_axis("question_type").reset_index(), out/"reference_quality.csv")]
+    with atomic_path(out/"statistics.md") as tmp: tmp.write_text(statistics_markdown(sig, norms, qt, refq))
+    return files + [out/"statistics.md"]
+
+# %% ../nbs/07_report.ipynb #7799bc02
+def row_sources(table: pd.DataFrame, # from `results_table`
+               ) -> list[dict]:
+    "For each (model, stage) the figures show: the run that fills it, its n, and how many runs it was chosen from."
+    if table.empty: return []
+    counts = table.groupby(["model", "stage"], observed=True).size()
+    return [dict(model=r.model, stage=str(r.stage), run=r.run, n=None if pd.isna(r.n) else int(r.n),
+                 of=int(counts[r.model, r.stage])) for r in _latest(table).itertuples()]
+
 # %% ../nbs/07_report.ipynb #eca0bf94
 def _save(fig, path):
     import matplotlib.pyplot as plt
-    fig.savefig(path, dpi=130); plt.close(fig)
+    with atomic_path(path) as tmp: fig.savefig(tmp, dpi=130)
+    plt.close(fig)
     return path
 
 def build_report(runs_dir: str|Path, # folder holding run folders (searched recursively)
@@ -320,18 +557,24 @@ def build_report(runs_dir: str|Path, # folder holding run folders (searched recu
                 ) -> dict:
     "Write Table 1 (csv, md) and the figures for every run under `runs_dir`; returns the table and file paths."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(runs_dir)
-    if not runs: raise FileNotFoundError(f"no run folders (run.json + metrics.json or trainer_state.json) under {runs_dir}")
-    table = results_table(runs); files = []
-    table.to_csv(out/"table.csv", index=False); files.append(out/"table.csv")
-    (out/"table.md").write_text(table_markdown(table)); files.append(out/"table.md")
+    skipped = []; runs = load_runs(runs_dir, skipped)
+    if not runs and skipped: raise BadInput(f"no valid run folder under {runs_dir}: {len(skipped)} skipped, e.g. {skipped[0]}")
+    if not runs: raise MissingInput(f"no run folders (run.json + metrics.json or trainer_state.json) under {runs_dir}; "
+                                    "pass the folder holding the evaluate/finetune run folders")
+    table = results_table(runs); sources = row_sources(table)
+    with atomic_files(out/"table.csv", out/"table.md", out/"report.json") as (csv, md, rep):
+        table.to_csv(csv, index=False); md.write_text(table_markdown(table))
+        write_json(dict(runs=[str(r["path"]) for r in runs], rows=sources, skipped=skipped), rep)
+    files = [out/"table.csv", out/"table.md", out/"report.json"]
     if not table.empty: files.append(_save(plot_metrics(table), out/"metrics.png"))
     if any(r["log_history"] for r in runs): files.append(_save(plot_training(runs), out/"training.png"))
     if _eval_runs(runs, "answer_form"): files.append(_save(plot_answer_forms(runs), out/"answer_form.png"))
     if _eval_runs(runs, "by_question_type"): files.append(_save(plot_question_types(runs), out/"question_types.png"))
-    preds = load_predictions(runs)
+    preds = load_predictions(runs, skipped)
     if len(preds) and (images_root or preds.images.astype(bool).any()): files.append(_save(gallery(preds, images_root, wrong="any"), out/"gallery.png"))
-    return dict(runs=len(runs), table=table, files=files)
+    files += write_statistics(runs, out)   # significance, normaliser sensitivity, per-type intervals, reference quality
+    return dict(runs=len(runs), table=table, files=files, skipped=skipped, sources=sources)
+
 
 # %% ../nbs/07_report.ipynb #3d0bd858
 def report_cli(argv: list[str]|None = None, # arguments after `abovqa report`
@@ -342,10 +585,16 @@ def report_cli(argv: list[str]|None = None, # arguments after `abovqa report`
     p.add_argument("-o", "--out", default=None, help="report folder (default: RUNS_DIR/report)")
     p.add_argument("--images-root", default=None, help="images folder (ABO images/small) for gallery.png; default: each run's config `images`")
     a = p.parse_args(argv)
+    if a.out and Path(a.out).is_file(): raise UserError(f"-o {a.out} is a file, not a folder: pass a folder for the report", code=2)
+    if a.images_root and not Path(a.images_root).is_dir():
+        raise UserError(f"--images-root {a.images_root}: no such folder; pass the ABO images/small folder, or leave it out", code=2)
     matplotlib.use("Agg")
-    try: res = build_report(a.runs_dir, a.out or Path(a.runs_dir)/"report", a.images_root)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"abovqa report: {e}", file=sys.stderr); return 1
+    res = build_report(a.runs_dir, a.out or Path(a.runs_dir)/"report", a.images_root)   # errors: abovqa.cli.guarded
+    for msg in res["skipped"][:10]: print(f"abovqa report: warning: skipping {msg}", file=sys.stderr)
+    if len(res["skipped"]) > 10: print(f"abovqa report: warning: {len(res['skipped'])} run folders skipped in all "
+                                       f"(full list: {Path(res['files'][2])})", file=sys.stderr)
     print(table_markdown(res["table"]))
+    for s in res["sources"]:
+        print(f"{s['model']} / {s['stage']}: run {s['run']} (n={s['n']})" + (f", the latest of {s['of']}" if s["of"] > 1 else ""))
     print(f"{res['runs']} run folders -> " + ", ".join(str(f) for f in res["files"]))
     return 0

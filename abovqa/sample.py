@@ -16,6 +16,9 @@ __all__ = ['COLORS', 'SHAPES', 'PATTERNS', 'PRODUCT_TYPES', 'MATERIALS', 'COLOR_
            'MIN_LISTINGS', 'LISTING_FILES', 'draw_product', 'small_size', 'file_counts', 'make_sample_abo',
            'read_listings', 'find_awkward', 'sample_abo_cli']
 
+# %% ../nbs/00a_sample.ipynb #708dbfa7
+from .core import UserError
+
 # %% ../nbs/00a_sample.ipynb #d3c594ff
 COLORS = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "gray", "black"]
 SHAPES = ["round", "square", "rectangular", "oval"]
@@ -593,7 +596,8 @@ def sample_abo_cli(argv: list[str]|None = None, # arguments after `abovqa sample
     p.add_argument("--no-images", action="store_true", help="skip drawing images (images.csv.gz is still written)")
     a = p.parse_args(argv)
     if a.listings < MIN_LISTINGS:
-        print(f"abovqa sample-abo: error: --listings must be at least {MIN_LISTINGS} (got {a.listings})", file=sys.stderr); return 2
+        raise UserError(f"--listings must be at least {MIN_LISTINGS} (got {a.listings}) to hold every awkward case", code=2)
+    if Path(a.out).is_file(): raise UserError(f"{a.out} is a file, not a folder: pass a folder for the catalogue", code=2)
     _, st = _make(a.out, a.listings, a.seed, not a.no_images)
     print(f"wrote {st['listings']} listings in 16 files ({min(st['files'])}-{max(st['files'])} lines each), "
           f"{st['images']} image rows ({st['main_images']} main), {st['drawn']} images drawn, "

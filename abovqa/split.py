@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import write_json
+from .core import write_json, atomic_files, skip_summary, UserError, MissingInput, BadInput
 
 # %% auto #0
 __all__ = ['PRESETS', 'SPLITS', 'REQUIRED', 'question_type_fn', 'read_vqa', 'image_key', 'split_vqa', 'write_split', 'split_cli']
@@ -29,12 +29,15 @@ def question_type_fn():
 # %% ../nbs/02b_split.ipynb #85bfda4c
 def read_vqa(path: str|Path, # vqa.csv written by `abovqa generate` (or any CSV/parquet with image_path, question, answer)
             ) -> tuple[pd.DataFrame, list[str]]:
-    "Read a VQA CSV; returns (clean rows, messages about dropped rows)."
+    "Read a VQA CSV; returns (clean rows, messages about dropped rows). `MissingInput` / `BadInput` name the file."
     path, pq = Path(path), Path(path).suffix == ".parquet"
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-    df = pd.read_parquet(path).fillna("").astype(str) if pq else pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not path.exists(): raise MissingInput(f"{path}: no such file; check the path (a VQA table: vqa.csv from `abovqa generate`, or a split's train/val/test.csv)")
+    if path.is_dir(): raise BadInput(f"{path} is a folder; pass the CSV file inside it (e.g. {path}/vqa.csv)")
+    try: df = pd.read_parquet(path).fillna("").astype(str) if pq else pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, OSError) as e:   # pandas' ParserError and EmptyDataError are ValueErrors
+        raise BadInput(f"{path}: not a readable {'parquet' if pq else 'CSV'} table ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     missing = [c for c in REQUIRED if c not in df.columns]
-    if missing: raise ValueError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+    if missing: raise BadInput(f"{path}: missing column(s) {missing}; found {list(df.columns)}; a VQA table needs {list(REQUIRED)}")
     bad = (df[list(REQUIRED)].apply(lambda s: s.str.strip()) == "").any(axis=1)
     where = (lambda i: f"{path}: row {i}") if pq else (lambda i: f"{path}:{i + 2}")   # CSV line numbers count the header
     msgs = [f"{where(i)}: empty {', '.join(c for c in REQUIRED if not str(df.at[i, c]).strip())}; row skipped"
@@ -80,14 +83,13 @@ def split_vqa(df: pd.DataFrame, # VQA rows with image_path, question, answer (im
 def write_split(parts: dict[str, pd.DataFrame], # from `split_vqa`
                 out: str|Path, # SPLIT_DIR
                 **info) -> Path:
-    "Write train/val/test.csv and split.json into `out`; returns `out`."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    qt = question_type_fn()
-    for k, v in parts.items(): v.to_csv(out/f"{k}.csv", index=False)
+    "Write train/val/test.csv and split.json into `out`, all four or none (atomically); returns `out`."
+    out = Path(out); qt = question_type_fn()
     sizes = {k: dict(rows=len(v), images=int(image_key(v).nunique())) for k, v in parts.items()}
     types = {k: v["question"].map(qt).value_counts().sort_index().to_dict() for k, v in parts.items()}
-    write_json(dict(**info, sizes=sizes, question_types=types, question_type_fn=f"{qt.__module__}.{qt.__name__}"),
-               out/"split.json")
+    with atomic_files(*[out/f"{k}.csv" for k in parts], out/"split.json") as tmps:
+        for (k, v), t in zip(parts.items(), tmps): v.to_csv(t, index=False)
+        write_json(dict(**info, sizes=sizes, question_types=types, question_type_fn=f"{qt.__module__}.{qt.__name__}"), tmps[-1])
     return out
 
 # %% ../nbs/02b_split.ipynb #3b95c533
@@ -102,13 +104,15 @@ def _parser():
 
 def split_cli(argv: list[str]|None = None, # arguments after `abovqa split`
              ) -> int:
-    "`abovqa split`: write SPLIT_DIR/{train,val,test}.csv and split.json."
+    "`abovqa split`: write SPLIT_DIR/{train,val,test}.csv and split.json (errors go to `abovqa.cli.guarded`)."
     a = _parser().parse_args(argv)
+    if Path(a.out).is_file(): raise UserError(f"-o {a.out} is a file, not a folder: pass a folder for the split", code=2)
     df, msgs = read_vqa(a.vqa)
-    for m in msgs: print(m, file=sys.stderr)
-    if df.empty: print(f"abovqa split: no usable rows in {a.vqa}", file=sys.stderr); return 1
+    if df.empty: raise BadInput(f"no usable rows in {a.vqa} ({len(msgs)} rows with an empty image_path, question or answer"
+                                + (f", e.g. {msgs[0]}" if msgs else "") + "); nothing written")
     parts = split_vqa(df, a.preset, a.seed)
     write_split(parts, a.out, input=str(a.vqa), preset=a.preset, fractions=PRESETS[a.preset], seed=a.seed,
-                skipped=len(msgs), skipped_rows=msgs[:100])
+                skipped=len(msgs), skipped_rows=msgs)
+    if msgs: print(skip_summary(len(msgs), "rows", msgs, Path(a.out)/"split.json"), file=sys.stderr)
     print(f"{len(df)} rows ({len(msgs)} skipped) -> " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()) + f" in {a.out}")
     return 0

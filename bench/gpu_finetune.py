@@ -4,7 +4,8 @@ Models are built from the real architectures' configs with random weights (no do
   blip   BLIP-VQA-base (BlipConfig defaults = Salesforce/blip-vqa-base), fp32 weights + fp16 autocast, LoRA all-linear
   llava  LLaVA-1.5-7B (CLIP-L/336 + Llama-2-7B), 4-bit nf4 QLoRA, 576 image tokens + 40 text tokens per sample
   qwen   Qwen2.5-VL-7B, 8-bit QLoRA, a 252x252 image = 81 tokens (ABO small) + 40 text tokens per sample
-The 7B models are saved once (fp16, ~15 GB each) under --cache and reloaded quantised, as `abovqa finetune` does.
+The 7B models are saved once (fp16, ~15 GB each) under --cache and loaded by `abovqa.finetune.load_base`, the loader
+`abovqa finetune` uses (Qwen: frozen fp16 vision tower); `plan_gib` is its memory plan for the same batch.
 Each set-up runs `--steps` optimizer steps (after 2 warm-up steps) of forward + backward + AdamW on synthetic inputs
 with gradient checkpointing (non-reentrant) and fp16 GradScaler, exactly as the Trainer presets would.
 
@@ -20,74 +21,24 @@ from pathlib import Path
 
 for k, v in dict(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="offline").items(): os.environ.setdefault(k, v)
 
+import sys
 import torch
-from transformers import BlipConfig, LlavaConfig, Qwen2_5_VLConfig
 
-from abovqa.finetune import add_lora, check_trainable_fp32
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_eval import make_checkpoint                      # random-weight checkpoint + processor, real or tiny config
+from abovqa.finetune import FAMILIES, add_lora, check_trainable_fp32, device_map_for, load_base, memory_plan
 from abovqa.models import get_adapter
 
-LLAVA_7B = dict(
-    vision_config=dict(model_type="clip_vision_model", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                       num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768),
-    text_config=dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                     num_attention_heads=32, num_key_value_heads=32, vocab_size=32064, max_position_embeddings=4096,
-                     rms_norm_eps=1e-5),
-    image_token_index=32000, pad_token_id=32001, vision_feature_layer=-2, vision_feature_select_strategy="default")
-QWEN_7B = dict(
-    text_config=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                     num_key_value_heads=4, vocab_size=152064, max_position_embeddings=128000, rms_norm_eps=1e-6,
-                     rope_parameters=dict(rope_type="default", rope_theta=1e6, mrope_section=[16, 24, 24])),
-    vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                       patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                       fullatt_block_indexes=[7, 15, 23, 31], in_chans=3, tokens_per_second=2),
-    image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653)
-TINY = {  # --cpu-smoke: the same code paths at toy size
-    "llava": dict(vision_config=dict(LLAVA_7B["vision_config"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                     num_attention_heads=2, image_size=28, projection_dim=64),
-                  text_config=dict(LLAVA_7B["text_config"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                   num_attention_heads=2, num_key_value_heads=2)),
-    "qwen": dict(text_config=dict(QWEN_7B["text_config"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                  num_attention_heads=2, num_key_value_heads=1,
-                                  rope_parameters=dict(rope_type="default", rope_theta=1e6, mrope_section=[4, 6, 6])),
-                 vision_config=dict(QWEN_7B["vision_config"], depth=2, hidden_size=64, intermediate_size=128, num_heads=2,
-                                    out_hidden_size=64, fullatt_block_indexes=[1])),
-}
 
-
-def config(name, tiny):
-    if name == "blip":
-        return BlipConfig(text_config=dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128),
-                          vision_config=dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128,
-                                             image_size=64)) if tiny else BlipConfig()
-    base = LLAVA_7B if name == "llava" else QWEN_7B
-    kw = {**base, **TINY[name]} if tiny else base
-    return (LlavaConfig if name == "llava" else Qwen2_5_VLConfig)(**kw)
-
-
-def build(name, tiny, cache: Path, dev):
-    "(peft model, config) for `name`: random weights; 7B models saved once and reloaded quantised."
-    cfg, ad = config(name, tiny), get_adapter(name)
-    cls = {"blip": "BlipForQuestionAnswering", "llava": "LlavaForConditionalGeneration",
-           "qwen": "Qwen2_5_VLForConditionalGeneration"}[name]
-    import transformers
-    Cls = getattr(transformers, cls)
-    if name == "blip":
-        model = Cls(cfg).to(dev)                                 # fp32 master weights, fp16 autocast
-    else:
-        path = cache / f"{name}{'-tiny' if tiny else ''}"
-        if not (path / "config.json").exists():
-            with torch.device(dev if dev.type == "cuda" else "cpu"):
-                m = Cls._from_config(cfg, dtype=torch.float16 if dev.type == "cuda" else torch.float32)
-            m.save_pretrained(path); del m
-            if dev.type == "cuda": torch.cuda.empty_cache()
-        quant = {"llava": "4bit", "qwen": "8bit"}[name]
-        from abovqa.models import quant_config
-        dt = torch.float16 if dev.type == "cuda" else torch.float32
-        model = Cls.from_pretrained(path, dtype=dt, quantization_config=quant_config(quant, dt),
-                                    device_map={"": dev.index or 0} if dev.type == "cuda" else None)
-    pm = add_lora(model, ad.lora_config(), gradient_checkpointing=True)   # non-reentrant, as `abovqa finetune`
+def build(name, tiny, cache: Path, dev, vision="fp16"):
+    "(peft model, config) for `name`: random weights saved once, then loaded by `load_base` as `abovqa finetune` does."
+    path = cache / f"{name}{'-tiny' if tiny else ''}"
+    if not (path / "config.json").exists(): make_checkpoint(name, "tiny" if tiny else "real", path)
+    quant, cuda = FAMILIES[name]["quant"], dev.type == "cuda"
+    model, _ = load_base(name, path, quant, cuda, device_map_for(cuda, 1, dev.index or 0), vision)
+    pm = add_lora(model, get_adapter(name).lora_config(), gradient_checkpointing=True)   # non-reentrant, as `abovqa finetune`
     check_trainable_fp32(pm)
-    return pm, cfg
+    return pm, model.config
 
 
 def batch(name, cfg, b, dev, text=40):
@@ -95,12 +46,13 @@ def batch(name, cfg, b, dev, text=40):
     g = torch.Generator().manual_seed(0)
     if name == "blip":
         s = cfg.vision_config.image_size
-        ids = torch.randint(1000, 2000, (b, 12), generator=g)
+        v = cfg.text_config.vocab_size
+        ids = torch.randint(min(1000, v // 2), min(2000, v), (b, 12), generator=g)
         return dict(pixel_values=torch.randn(b, 3, s, s, generator=g), input_ids=ids, attention_mask=torch.ones_like(ids),
-                    labels=torch.randint(1000, 2000, (b, 4), generator=g))
+                    labels=torch.randint(min(1000, v // 2), min(2000, v), (b, 4), generator=g))
     if name == "llava":
         vc = cfg.vision_config; n_img = (vc.image_size // vc.patch_size) ** 2
-        ids = torch.cat([torch.full((b, n_img), cfg.image_token_index), torch.randint(100, 30000, (b, text), generator=g)], 1)
+        ids = torch.cat([torch.full((b, n_img), cfg.image_token_index), torch.randint(100, min(30000, cfg.text_config.vocab_size - 100), (b, text), generator=g)], 1)
         lab = torch.full_like(ids, -100); lab[:, -2:] = ids[:, -2:]
         return dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=lab,
                     pixel_values=torch.randn(b, 3, vc.image_size, vc.image_size, generator=g))
@@ -108,7 +60,7 @@ def batch(name, cfg, b, dev, text=40):
     n_img = grid * grid // vc.spatial_merge_size ** 2
     img = torch.cat([torch.tensor([cfg.vision_start_token_id]), torch.full((n_img,), cfg.image_token_id),
                      torch.tensor([cfg.vision_end_token_id])])
-    ids = torch.cat([img.repeat(b, 1), torch.randint(100, 150000, (b, text), generator=g)], 1)
+    ids = torch.cat([img.repeat(b, 1), torch.randint(100, min(150000, cfg.text_config.vocab_size - 100), (b, text), generator=g)], 1)
     mm = (ids == cfg.image_token_id).int()
     lab = torch.full_like(ids, -100); lab[:, -2:] = ids[:, -2:]
     pp = 3 * vc.temporal_patch_size * vc.patch_size ** 2
@@ -118,6 +70,7 @@ def batch(name, cfg, b, dev, text=40):
 
 def run(name, b, steps, tiny, cache, dev, world, rank):
     model, cfg = build(name, tiny, cache, dev)
+    plan = memory_plan(name, cache / f"{name}{'-tiny' if tiny else ''}", FAMILIES[name]["quant"], b)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index],   # as `abovqa finetune`:
                                                           find_unused_parameters=True)  # LLaVA's last ViT layer gets no grad
@@ -142,7 +95,7 @@ def run(name, b, steps, tiny, cache, dev, world, rank):
     dt = (time.perf_counter() - t) / steps
     res = dict(model=name, batch=b, world=world, step_s=round(dt, 3), samples_per_s=round(b * world / dt, 2),
                loss_first=round(losses[0], 3), loss_last=round(losses[-1], 3),
-               trainable=sum(p.numel() for p in params))
+               trainable=sum(p.numel() for p in params), plan_gib=round(plan["total_gib"], 2))
     if dev.type == "cuda":
         res.update(peak_alloc_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
                    peak_reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 2), gpu=torch.cuda.get_device_name(dev))

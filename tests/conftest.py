@@ -17,3 +17,28 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="slow: run with --runslow or ABOVQA_SLOW=1")
     for item in items:
         if "slow" in item.keywords: item.add_marker(skip)
+
+# ------------------------------------------------------------------ running commands in-process (tests/test_bad_inputs.py)
+import re
+from dataclasses import dataclass
+
+@dataclass
+class CliResult:
+    code: int   # exit status
+    out: str    # stdout
+    err: str    # stderr
+
+    def messages(self, prog: str) -> list[str]:
+        "The error lines `prog` printed (`prog: ...`), warnings and argparse's usage lines left out."
+        return [l for l in self.err.splitlines() if l.startswith(f"{prog}: ") and not l.startswith(f"{prog}: warning")]
+
+@pytest.fixture
+def run_cli(capsys):
+    "Run `abovqa ARGS...` in this process through `abovqa.cli.main`; returns a `CliResult` (exit code, stdout, stderr)."
+    from abovqa.cli import main
+    def run(*args):
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+    return run

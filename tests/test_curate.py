@@ -77,11 +77,13 @@ def test_product_type_counts_and_threshold_is_inclusive(tmp_path):
     assert nonzero(rep) == {"too_little_english": 1}
     df4, rep4 = run(root, min_english=4)
     assert sorted(df4.item_id) == ["FIVE", "FOUR"] and nonzero(rep4) == {}
-    none, rep6 = run(root, min_english=6, out_dir=tmp_path/"out")
-    assert rep6["final"] == 0 and rep6["drops"]["too_little_english"] == 2
-    assert list(pd.read_csv(tmp_path/"out/curated.csv").columns) == COLUMNS and list(none.columns) == COLUMNS
+    none, rep6 = run(root, min_english=6)
+    assert rep6["final"] == 0 and rep6["drops"]["too_little_english"] == 2 and list(none.columns) == COLUMNS
+    with pytest.raises(CurationError, match="0 images curated from 2 listings .*too_little_english 2"):
+        run(root, min_english=6, out_dir=tmp_path/"out")   # nothing curated is a failed run, and writes nothing
+    assert not (tmp_path/"out/curated.csv").exists()
     with pytest.raises(ValueError, match="min_english"): run(root, min_english=13)
-    with pytest.raises(ValueError, match="n must be"): run(root, n=-1)
+    with pytest.raises(ValueError, match=r"n \(--n\) must be"): run(root, n=-1)
 
 def test_junk_only_attribute_does_not_count(tmp_path):
     # 4 English attributes + product_type, but bullet_point holds only junk: 4 < 5

@@ -3,9 +3,11 @@ import base64, json, os, random, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import pytest
+import abovqa.generate
 from abovqa.fakegemini import FakeGemini, toy_curated, error_body
 from abovqa.generate import (PROMPTS, GenParams, RetryPolicy, generate, generate_cli, load_jobs, make_client, parse_reply,
-                             Journal, DONE, cost_usd)
+                             Journal, DONE, cost_usd, LOCK_NAME)
+from abovqa.cli import main
 
 KEY = "AIzaTESTKEY-0123456789-do-not-leak"
 FAST = RetryPolicy(max_attempts=6, base_s=0.01, cap_s=0.05)
@@ -63,8 +65,8 @@ def test_request_carries_image_metadata_prompt_and_params(toy):
     assert img == (small/cur.image_path[0]).read_bytes()
     assert cur.metadata[0] in parts[1]["text"] and parts[2]["text"] == PROMPTS["prompt3"]
     g = req["body"]["generationConfig"]
-    assert (g["temperature"], g["topK"], g["topP"], g["seed"], g["maxOutputTokens"]) == (0.0, 1, 1.0, 42, 256)
-    assert list(g["thinkingConfig"].values()) == ["MINIMAL"]
+    assert (g["seed"], g["maxOutputTokens"]) == (42, 256) and list(g["thinkingConfig"].values()) == ["MINIMAL"]
+    assert not {"temperature", "topK", "topP", "candidateCount"} & set(g)   # the default model fixes its sampling
     assert req["path"] == "/v1beta/models/gemini-3.5-flash-lite:generateContent"
     assert req["headers"]["x-goog-api-key"] == KEY and KEY not in json.dumps(req["body"])
 
@@ -241,11 +243,16 @@ def test_metadata_backend_and_outputs(tmp_path):
     card = (tmp_path/"out"/"hf"/"README.md").read_text()
     assert "license: cc-by-4.0" in card and "Amazon Berkeley Objects" in card and f"{len(vqa)} pairs kept" in card
 
-def test_missing_images_are_counted_not_fatal(toy):
+def test_missing_images_are_counted_not_fatal(toy, capsys, monkeypatch):
     csv, small, tmp = toy
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
     cur = pd.read_csv(csv); (small/cur.image_path[0]).unlink()
     with FakeGemini() as fake: s = run_gen(fake, csv, small, tmp/"out")
     assert s["missing_images"] == 1 and s["images_done"] == 7 and s["missing_examples"] == [cur.image_path[0]]
+    assert list(pd.read_csv(tmp/"out"/"missing_images.csv").image_path) == [cur.image_path[0]]
+    assert main(["generate", str(csv), "--images", str(small), "-o", str(tmp/"out"), "--quiet", "--no-hf"]) == 0   # nothing left to ask
+    err = capsys.readouterr().err
+    assert f"skipped 1 image(s) not under --images (e.g. {cur.image_path[0]})" in err and "missing_images.csv" in err
 
 def test_corrupt_journal_line_names_file_and_line(tmp_path):
     j = tmp_path/"journal.jsonl"
@@ -310,3 +317,158 @@ def test_batch_results_without_echoed_metadata_are_matched_by_order(toy):
     key = ["image_id", "question", "answer"]
     b, o = (pd.read_csv(tmp/d/"vqa.csv")[key].sort_values(key).reset_index(drop=True) for d in ("out", "online"))
     pd.testing.assert_frame_equal(b, o)
+
+
+# --- defaults that finish (#11.6) ------------------------------------------------------------------------------------
+def _argv(csv, small, out, url, *extra):
+    return [str(csv), "--images", str(small), "-o", str(out), "--base-url", url, "--backoff", "0.01", "--no-hf", "--quiet", *extra]
+
+def test_default_run_has_no_client_cap_sends_no_sampling_and_records_model_version(tmp_path, monkeypatch):
+    "No --rpm/--rpd: no free-tier pacing or daily cap (old main: 5 RPM and 20 a day); the default model gets no sampling fields."
+    csv, small = toy_curated(tmp_path/"cur", n=24)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    with FakeGemini() as fake:
+        t0 = time.monotonic()
+        rc = main(["generate", *_argv(csv, small, tmp_path/"out", fake.url)])
+        dt, n = time.monotonic() - t0, fake.counts["generate"]
+        sent = fake.bodies()[0]["generationConfig"]
+    s = json.loads((tmp_path/"out"/"summary.json").read_text())
+    run = json.loads((tmp_path/"out"/"run.json").read_text())
+    assert rc == 0 and s["status"] == "complete" and s["images_done"] == 24 and n == 24 and dt < 30
+    assert (s["config"]["rpm"], s["config"]["rpd"], s["config"]["workers"]) == (None, None, 32)
+    assert not {"temperature", "topK", "topP", "candidateCount"} & set(sent) and sent["seed"] == 42
+    assert run["request"]["sampling"].startswith("fixed by the model") and "temperature" not in run["request"]["generation_config"]
+    assert s["model_versions"] == {"fake-gemini-001": 24}
+    recs = [json.loads(l) for l in (tmp_path/"out"/"journal.jsonl").read_text().splitlines()]
+    assert {r["model_version"] for r in recs} == {"fake-gemini-001"}
+
+def test_models_that_take_sampling_still_get_the_reports_settings(toy):
+    csv, small, tmp = toy
+    with FakeGemini() as fake:
+        s = run_gen(fake, csv, small, tmp/"out", params=GenParams(model="gemini-3.1-flash-lite"), limit=1)
+        g = fake.bodies()[0]["generationConfig"]
+    run = json.loads((tmp/"out"/"run.json").read_text())
+    assert s["status"] == "complete" and (g["temperature"], g["topK"], g["topP"], g["candidateCount"]) == (0.0, 1, 1.0, 1)
+    assert run["request"]["sampling"] == "sent" and run["request"]["generation_config"]["temperature"] == 0.0
+
+def test_per_minute_429s_pace_the_run_without_using_up_attempts(tmp_path, monkeypatch):
+    "A server quota of 6 requests per 1-s window (time compressed): every image gets done though each may meet several 429s."
+    csv, small = toy_curated(tmp_path/"cur", n=30)
+    monkeypatch.setattr(abovqa.generate, "QUOTA_WINDOW_S", 1.0, raising=False)
+    with FakeGemini(rpm=6, window=1.0, tier="paid", latency=0.02) as fake:
+        s = run_gen(fake, csv, small, tmp_path/"out", workers=8, policy=RetryPolicy(max_attempts=2, base_s=0.01, cap_s=2))
+        n429 = fake.counts[429]
+    assert s["status"] == "complete" and s["images_done"] == 30 and n429 > 0
+    assert s["this_run"]["requests"] == {"ok": 30}
+
+# --- generation under faults (#12.6) ---------------------------------------------------------------------------------
+def test_circuit_breaker_stops_after_k_failures_in_a_row_and_keeps_the_work(tmp_path, monkeypatch, capsys):
+    csv, small = toy_curated(tmp_path/"cur", n=20)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    with FakeGemini() as fake:
+        fake.script("ok", "ok", "ok", *["503"] * 200)
+        rc = main(["generate", *_argv(csv, small, tmp_path/"out", fake.url, "--workers", "1", "--max-consecutive-failures", "5")])
+        n = fake.counts["generate"]
+    err = capsys.readouterr().err
+    s = json.loads((tmp_path/"out"/"summary.json").read_text())
+    assert rc == 1 and n == 3 + 5 and s["status"] == "stopped" and s["images_done"] == 3
+    line = [l for l in err.splitlines() if "in a row" in l]
+    assert len(line) == 1 and "5 server/network failures in a row" in line[0] and "503 UNAVAILABLE" in line[0] and "Traceback" not in err
+    assert len(pd.read_csv(tmp_path/"out"/"vqa.csv").image_id.unique()) == 3
+
+def _cli_main(argv):
+    return [sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main(sys.argv[1:]))", "generate", *argv]
+
+def test_second_run_on_the_same_folder_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, monkeypatch, capsys):
+    csv, small = toy_curated(tmp_path/"cur", n=30)
+    env = {**os.environ, "GEMINI_API_KEY": KEY}; monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    out = tmp_path/"out"
+    with FakeGemini(latency=0.2, record=False) as fake:
+        first = subprocess.Popen(_cli_main(_argv(csv, small, out, fake.url, "--workers", "1")), env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        while fake.counts["generate"] < 2 and time.monotonic() - t0 < 60: time.sleep(0.01)
+        first.send_signal(signal.SIGSTOP); time.sleep(0.5)   # frozen: any request from now on is the second run's
+        before = fake.counts["generate"]
+        rc = main(["generate", *_argv(csv, small, out, fake.url)])
+        err = capsys.readouterr().err
+        assert rc == 1 and f"pid {first.pid}" in err and "in use by another generate run" in err and len(err.strip().splitlines()) == 1
+        assert fake.counts["generate"] == before   # the refused run sent nothing
+        first.kill(); first.wait()
+        assert (out/LOCK_NAME).exists()   # killed: its lock is left behind
+        assert main(["generate", *_argv(csv, small, out, fake.url)]) == 0
+    assert "taking over the stale lock" in capsys.readouterr().err and not (out/LOCK_NAME).exists()
+    assert json.loads((out/"summary.json").read_text())["images_done"] == 30
+
+def test_ctrl_c_stops_cleanly_with_the_resume_hint(tmp_path):
+    csv, small = toy_curated(tmp_path/"cur", n=40)
+    env = {**os.environ, "GEMINI_API_KEY": KEY}
+    out = tmp_path/"out"
+    with FakeGemini(latency=0.2, record=False) as fake:
+        p = subprocess.Popen(_cli_main(_argv(csv, small, out, fake.url, "--workers", "2")), env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t0 = time.monotonic()
+        while fake.counts["generate"] < 6 and time.monotonic() - t0 < 60: time.sleep(0.01)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 130, err
+        assert "Traceback" not in err and "rerun the same command to continue" in err
+        s = json.loads((out/"summary.json").read_text())
+        done = [json.loads(l)["key"] for l in (out/"journal.jsonl").read_text().splitlines()]
+        assert s["status"] == "interrupted" and 0 < s["images_done"] == len(done) < 40 and not (out/LOCK_NAME).exists()
+        r = subprocess.run(_cli_main(_argv(csv, small, out, fake.url)), env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads((out/"summary.json").read_text())["images_done"] == 40
+
+KEYS = ['AIzaLEAK"quote\\back-slash', 'AIzaLEAK-new\nline', 'AIzaLEAK-n\u00f6n-ascii', 'AIzaLEAK"all\\of\nth\u00e9m']
+
+@pytest.mark.parametrize("key", KEYS)
+def test_key_never_appears_in_any_form(tmp_path, key, capsys, monkeypatch):
+    "Through the SDK with a key the CLI would refuse, a fake that echoes the key back (JSON-escaped) in errors and replies."
+    from google import genai
+    from google.genai import types
+    csv, small = toy_curated(tmp_path/"cur", n=6)
+    echo = lambda b: (400, error_body(400, "INVALID_ARGUMENT", f"API key {key} not valid for this request"))
+    text = lambda b: (200, __import__("abovqa.fakegemini", fromlist=["x"]).gen_response(f"What is the key?,{key}\nWhat color is it?,red"))
+    with FakeGemini() as fake:
+        client = genai.Client(api_key=key, http_options=types.HttpOptions(base_url=fake.url, api_version="v1beta", timeout=5000))
+        fake.script(echo, text)
+        s = generate(csv, small, tmp_path/"out", client=client, workers=1, policy=FAST, hf=True, progress=False, max_failures=0)
+    out = capsys.readouterr()
+    files = [p for p in (tmp_path/"out").rglob("*") if p.is_file()]
+    assert {"journal.jsonl", "summary.json", "run.json", "rejected.csv", "vqa.csv"} <= {p.name for p in files}
+    if key.isascii() and key.isprintable():   # the echoes came back: an error record and a kept pair, both redacted
+        assert s["this_run"]["requests"]["error"] == 1 and "***" in (tmp_path/"out"/"journal.jsonl").read_text()
+    else: assert s["this_run"]["requests"] == {"error": 6}   # the HTTP layer refused the key: its errors quote it
+    for p in files: assert b"AIzaLEAK" not in p.read_bytes(), p
+    assert "AIzaLEAK" not in out.out + out.err + json.dumps(s)
+    monkeypatch.setenv("GEMINI_API_KEY", key)   # the CLI refuses such a key before any request, without showing it
+    if not (key.isascii() and key.isprintable()):
+        with FakeGemini() as fake:
+            rc = main(["generate", *_argv(tmp_path/"cur"/"curated.csv", small, tmp_path/"cli", fake.url)])
+            assert fake.counts["generate"] == 0
+        err = capsys.readouterr().err
+        assert rc == 2 and "copy it again" in err and "AIzaLEAK" not in err
+
+# --- nothing done is not success; options checked first (#12.2) ------------------------------------------------------
+def test_wrong_images_folder_exits_2_before_any_request(toy, capsys, monkeypatch):
+    csv, small, tmp = toy
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    (tmp/"empty").mkdir()
+    with FakeGemini() as fake:
+        rc = main(["generate", *_argv(csv, tmp/"empty", tmp/"out", fake.url)])
+        assert fake.counts["generate"] == 0
+    err = capsys.readouterr().err
+    assert rc == 2 and "--images" in err and "none of the 8 pending images" in err and len(err.strip().splitlines()) == 1
+
+@pytest.mark.parametrize("opt", [["--max-attempts", "0"], ["--workers", "0"], ["--rpm", "-1"], ["--rpd", "-5"],
+                                 ["--max-consecutive-failures", "-1"], ["--thinking", "lots"], ["--yes-no-cap", "1.5"],
+                                 ["--meta-attributes", "color,size"], ["--timeout", "0"], ["--limit", "-1"]])
+def test_bad_options_are_refused_before_any_request(toy, capsys, monkeypatch, opt):
+    csv, small, tmp = toy
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    with FakeGemini() as fake:
+        rc = main(["generate", *_argv(csv, small, tmp/"out", fake.url, *opt)])
+        assert fake.counts["generate"] == 0
+    err = capsys.readouterr().err
+    assert rc == 2 and opt[0] in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp/"out").exists()
