@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['REAL_BASE', 'OFFLINE_METRICS', 'STAGES', 'VISIBLE', 'DemoConfig', 'resolve', 'paths', 'make_data', 'run_models',
-           'verdict', 'demo', 'demo_cli']
+           'verdict', 'demo', 'check_config', 'demo_cli']
 
 # %% ../nbs/08_demo.ipynb #85b0e827
 from dataclasses import dataclass, asdict, field
@@ -115,14 +115,15 @@ def demo(cfg: DemoConfig|None = None, # settings; the full offline demo when Non
         ) -> dict:
     "Run the whole pipeline into `cfg.out`; returns counts, scores, the report table and timings."
     from abovqa.report import build_report, table_markdown
+    from abovqa.core import write_json
     cfg = cfg or DemoConfig(); t0 = time.time()
     res = resolve(cfg)
     counts = make_data(cfg, res); t1 = time.time()
     scores = run_models(cfg, res); t2 = time.time()
     _stage(7); rep = build_report(paths(cfg.out)["runs"], paths(cfg.out)["report"])
     timings = dict(data_s=round(t1 - t0, 1), models_s=round(t2 - t1, 1), total_s=round(time.time() - t0, 1))
-    (Path(cfg.out)/"demo.json").write_text(json.dumps(dict(config=asdict(cfg), resolved={k: v for k, v in res.items()},
-                                                            counts=counts, scores=scores, timings=timings), indent=2))
+    write_json(dict(config=asdict(cfg), resolved=dict(res), counts=counts, scores=scores, timings=timings),
+               Path(cfg.out)/"demo.json")
     print("\n" + table_markdown(rep["table"]) + "\n" + verdict(scores))
     print(f"report: {paths(cfg.out)['report']} ({', '.join(f.name for f in rep['files'])}) · {timings['total_s']:.0f} s")
     return dict(counts=counts, scores=scores, table=rep["table"], files=rep["files"], timings=timings)
@@ -145,15 +146,33 @@ def _parser():
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
+def check_config(cfg: DemoConfig, # the demo settings
+                ) -> DemoConfig:
+    "`cfg`, or a usage `UserError` naming the bad option and the fix (before any work starts)."
+    from abovqa.core import UserError, get_secret
+    from abovqa.sample import MIN_LISTINGS
+    pos = lambda v: v is not None and v < 1
+    bad = (f"--listings must be at least {MIN_LISTINGS}, not {cfg.listings}" if cfg.listings < MIN_LISTINGS else
+           f"--max-steps must be >= 1, not {cfg.max_steps}" if pos(cfg.max_steps) else
+           f"--every must be >= 1, not {cfg.every}" if pos(cfg.every) else
+           f"--limit must be >= 1, not {cfg.limit} (leave it out to evaluate every test question)" if pos(cfg.limit) else
+           f"-o {cfg.out} is a file, not a folder: pass a folder" if Path(cfg.out).is_file() else
+           f"--model-path {cfg.model_path}: no such folder; the offline demo needs a local BLIP folder (Hub ids need --real)"
+               if cfg.model_path and not cfg.real and not Path(cfg.model_path).is_dir() else
+           "--backend gemini needs GEMINI_API_KEY: set it, or pass --backend metadata"
+               if cfg.backend == "gemini" and not get_secret("GEMINI_API_KEY") else None)
+    if bad: raise UserError(bad, code=2)
+    return cfg
+
 def demo_cli(argv: list[str]|None = None, # arguments after `abovqa demo`
             ) -> int:
     "`abovqa demo`: run the whole pipeline and print the final table."
     a = _parser().parse_args(argv)
+    cfg = check_config(DemoConfig(out=a.out, listings=a.listings, real=a.real, model_path=a.model_path, max_steps=a.max_steps,
+                                  every=a.every, limit=a.limit, backend=a.backend, seed=a.seed, progress=not a.quiet))
     if not a.real:
         from abovqa.core import offline_env
         offline_env()
     import matplotlib; matplotlib.use("Agg")
-    cfg = DemoConfig(out=a.out, listings=a.listings, real=a.real, model_path=a.model_path, max_steps=a.max_steps,
-                     every=a.every, limit=a.limit, backend=a.backend, seed=a.seed, progress=not a.quiet)
     demo(cfg)
     return 0

@@ -204,7 +204,7 @@ def score_predictions(table: pd.DataFrame, # image_path, question, answer rows
     keep = [i for i, r in enumerate(raw) if r is not None]
     t = table.iloc[keep].reset_index(drop=True)
     summary, rows = score([raw[i] for i in keep], t.answer.tolist(), questions=t.question.tolist(),
-                          normalizer=normalizer, metrics=metrics, **metric_opts)
+                          normalizer=normalizer, metrics=metrics, clusters=t.image_path.tolist(), **metric_opts)
     preds = t[list(table.columns)].assign(raw_output=rows.prediction.values, prediction=rows.prediction_norm.values)
     if "exact_match" in rows: preds["correct"] = rows.exact_match.astype(bool).values
     extra = [c for c in rows if c not in ("question", "prediction", "reference", "prediction_norm", "reference_norm")]
