@@ -47,11 +47,12 @@ def read_table(a):
 
 def run(a) -> int:
     from abovqa.core import write_csv
-    from abovqa.evaluate import answer_rows, check_options, read_journal
+    from abovqa.evaluate import answer_rows, check_model_paths, check_options, read_journal
     from abovqa.metrics import normalize_all
     from abovqa.models import get_adapter
     check_options(a.model, a.batch_size, a.normalizer, ["em"], None, a.max_new_tokens, a.gpus)
     df = read_table(a)
+    check_model_paths(a.model_path, a.adapter)
     table = df.assign(image_path=df.image_name)
     spec = dict(model=a.model, model_path=str(a.model_path or get_adapter(a.model).default_id), adapter=a.adapter,
                 dtype=a.dtype, quant=a.quant, device_map=None, images=str(a.image_dir), batch_size=a.batch_size,

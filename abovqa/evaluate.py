@@ -16,9 +16,10 @@ from .models import get_adapter, ADAPTERS
 from .split import read_vqa
 
 # %% auto #0
-__all__ = ['read_vqa_table', 'check_options', 'load_inputs', 'open_image', 'image_batches', 'answer_batch', 'length_keys',
-           'padding_fraction', 'predict_table', 'score_predictions', 'fingerprint', 'read_journal', 'open_journal',
-           'garbage_warning', 'answer_shard', 'launch_command', 'answer_rows', 'evaluate_model', 'evaluate_cli']
+__all__ = ['read_vqa_table', 'check_options', 'load_inputs', 'check_model_paths', 'open_image', 'image_batches', 'answer_batch',
+           'length_keys', 'padding_fraction', 'predict_table', 'score_predictions', 'fingerprint', 'read_journal',
+           'open_journal', 'garbage_warning', 'answer_shard', 'launch_command', 'answer_rows', 'evaluate_model',
+           'evaluate_cli']
 
 # %% ../nbs/05_evaluate.ipynb #e0a15190
 def read_vqa_table(path: str|Path, # a CSV (or parquet) with image_path, question, answer
@@ -73,6 +74,24 @@ def load_inputs(data_csv: str|Path, # test table
         raise UserError(f"--images {images_root}: none of the first {len(first)} images of {data_csv} is there "
                         f"(e.g. {root/first[0]}); point --images at the folder the image_path values are relative to")
     return table
+
+def _local(p: str) -> bool:
+    "Whether `p` names a local folder rather than a Hub id (`owner/name`)."
+    return Path(p).exists() or Path(p).is_absolute() or p.startswith((".", "~")) or p.count("/") > 1
+
+def check_model_paths(model_path: str|Path|None, # Hub id or folder
+                      adapter: str|Path|None = None, # LoRA adapter folder
+                     ):
+    "Raise `UserError` for a model folder that does not exist or holds no model, or an adapter folder that is not one."
+    if model_path is not None and _local(str(model_path)):
+        p = Path(model_path).expanduser()
+        if not p.is_dir(): raise UserError(f"--model-path {model_path}: no such folder; give a model folder or a Hub id")
+        if not (p/"config.json").exists(): raise UserError(f"--model-path {model_path}: not a model folder (no config.json)")
+    if adapter is not None:
+        a = Path(adapter).expanduser()
+        if not a.is_dir(): raise UserError(f"--adapter {adapter}: no such folder; give the adapter folder `abovqa finetune` wrote")
+        if not (a/"adapter_config.json").exists():
+            raise UserError(f"--adapter {adapter}: not a LoRA adapter folder (no adapter_config.json)")
 
 # %% ../nbs/05_evaluate.ipynb #c2e16dd7
 def open_image(path: str|Path) -> tuple:
@@ -395,6 +414,7 @@ def evaluate_model(model: str, # model family: blip, vilt, llava, qwen
     t0, out = time.time(), Path(out_dir)
     check_options(model, batch_size, normalizer, metrics, limit, max_new_tokens, gpus, device_map)
     table, ad = load_inputs(data_csv, images_root, limit), get_adapter(model)
+    check_model_paths(model_path, adapter)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     spec = dict(model=model, model_path=str(model_path or ad.default_id), adapter=None if adapter is None else str(adapter),
