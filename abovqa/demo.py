@@ -93,7 +93,8 @@ def run_models(cfg: DemoConfig, # the demo settings
     from abovqa.evaluate import evaluate_model
     from abovqa.finetune import finetune
     p = paths(cfg.out); test = p["split"]/"test.csv"
-    ev = dict(limit=cfg.limit, metrics=res["metrics"], seed=cfg.seed, progress=cfg.progress, **res["metric_opts"])
+    ev = dict(limit=cfg.limit, metrics=res["metrics"], seed=cfg.seed, progress=cfg.progress, restart=True,  # a rerun re-evaluates: data or adapter may have changed
+              **res["metric_opts"])
     _stage(4, res["base"]); zs = evaluate_model("blip", res["base"], test, p["images"], p["zero_shot"], **ev)
     _stage(5, f"preset {res['preset']}")
     finetune("blip", res["base"], p["split"], p["images"], p["finetune"], preset=res["preset"], max_steps=cfg.max_steps,

@@ -4,30 +4,94 @@
 
 # %% ../nbs/05_evaluate.ipynb #93d6394b
 from __future__ import annotations
-import argparse, time
+import argparse, hashlib, json, os, subprocess, sys, time, uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
-from .core import image_root, offline_env, seed_everything, write_json, write_run_info
+from .core import UserError, image_root, offline_env, seed_everything, write_csv, write_json, write_run_info
 from .models import get_adapter, ADAPTERS
 from .split import read_vqa
 
 # %% auto #0
-__all__ = ['read_vqa_table', 'open_image', 'image_batches', 'predict_table', 'score_predictions', 'evaluate_model',
+__all__ = ['read_vqa_table', 'check_options', 'load_inputs', 'check_model_paths', 'open_image', 'image_batches', 'answer_batch',
+           'length_keys', 'padding_fraction', 'predict_table', 'score_predictions', 'fingerprint', 'read_journal',
+           'open_journal', 'garbage_warning', 'answer_shard', 'launch_command', 'answer_rows', 'evaluate_model',
            'evaluate_cli']
 
 # %% ../nbs/05_evaluate.ipynb #e0a15190
 def read_vqa_table(path: str|Path, # a CSV (or parquet) with image_path, question, answer
-                   limit: int|None = None, # keep only the first `limit` rows
+                   limit: int|None = None, # keep only the first `limit` rows (None: all)
                   ) -> pd.DataFrame:
     "The VQA rows of `path` read by `abovqa.split.read_vqa`: required columns checked, empty rows dropped and listed in `.attrs['skipped_rows']`."
     df, msgs = read_vqa(path)
-    df = (df.head(limit) if limit else df).reset_index(drop=True)
+    df = (df if limit is None else df.head(limit)).reset_index(drop=True)
     df.attrs["skipped_rows"] = msgs
     return df
+
+# %% ../nbs/05_evaluate.ipynb #2410a2db
+def check_options(model: str, # model family
+                  batch_size: int = 16, # questions per forward pass
+                  normalizer: str = "short", # answer normaliser
+                  metrics=None, # metric names; None → all six
+                  limit: int|None = None, # only the first `limit` rows
+                  max_new_tokens: int = 8, # answer length cap
+                  gpus: int = 1, # data-parallel processes
+                  device_map: str|None = None, # None or "auto"
+                 ) -> list[str]:
+    "Raise `UserError(code=2)` for a bad option value; returns the canonical metric names."
+    from abovqa.metrics import _metric_names, _normalizer
+    def bad(msg): raise UserError(msg, 2)
+    if model not in ADAPTERS: bad(f"--model {model!r} is not a model family; choose one of {', '.join(sorted(ADAPTERS))}")
+    for opt, v, lo in (("--batch-size", batch_size, 1), ("--max-new-tokens", max_new_tokens, 1), ("--gpus", gpus, 1),
+                       ("--limit", 0 if limit is None else limit, 0)):
+        if not isinstance(v, int) or v < lo: bad(f"{opt} must be an integer >= {lo}, got {v!r}")
+    if gpus > 1 and device_map == "auto":
+        bad("--device-map auto splits one model copy over all GPUs and cannot be combined with --gpus N; use one of them")
+    try: _normalizer(normalizer)
+    except ValueError as e: bad(f"--normalizer: {e}")
+    try: return _metric_names(metrics)
+    except ValueError as e: bad(f"--metrics: {e}")
+
+# %% ../nbs/05_evaluate.ipynb #defd6de7
+def load_inputs(data_csv: str|Path, # test table
+                images_root: str|Path, # ABO root or its images/small folder
+                limit: int|None = None, # only the first `limit` rows
+                probe: int = 20, # how many of the first rows' images to look for
+               ) -> pd.DataFrame:
+    "The test table, after checking that it has rows and that `images_root` holds at least one of its first images."
+    try: table = read_vqa_table(data_csv, limit)
+    except FileNotFoundError: raise UserError(f"--data {data_csv}: no such file; give the test CSV written by `abovqa split`") from None
+    except ValueError as e: raise UserError(f"--data {e}; the table needs image_path, question and answer columns") from None
+    if not len(table):
+        raise UserError(f"--data {data_csv}: no rows to evaluate" + (" (--limit 0)" if limit == 0 else ""))
+    if not Path(images_root).is_dir():
+        raise UserError(f"--images {images_root}: no such folder; give the ABO root or its images/small folder")
+    root, first = image_root(images_root), table.image_path.head(probe)
+    if not any((root/p).is_file() for p in first):
+        raise UserError(f"--images {images_root}: none of the first {len(first)} images of {data_csv} is there "
+                        f"(e.g. {root/first[0]}); point --images at the folder the image_path values are relative to")
+    return table
+
+def _local(p: str) -> bool:
+    "Whether `p` names a local folder rather than a Hub id (`owner/name`)."
+    return Path(p).exists() or Path(p).is_absolute() or p.startswith((".", "~")) or p.count("/") > 1
+
+def check_model_paths(model_path: str|Path|None, # Hub id or folder
+                      adapter: str|Path|None = None, # LoRA adapter folder
+                     ):
+    "Raise `UserError` for a model folder that does not exist or holds no model, or an adapter folder that is not one."
+    if model_path is not None and _local(str(model_path)):
+        p = Path(model_path).expanduser()
+        if not p.is_dir(): raise UserError(f"--model-path {model_path}: no such folder; give a model folder or a Hub id")
+        if not (p/"config.json").exists(): raise UserError(f"--model-path {model_path}: not a model folder (no config.json)")
+    if adapter is not None:
+        a = Path(adapter).expanduser()
+        if not a.is_dir(): raise UserError(f"--adapter {adapter}: no such folder; give the adapter folder `abovqa finetune` wrote")
+        if not (a/"adapter_config.json").exists():
+            raise UserError(f"--adapter {adapter}: not a LoRA adapter folder (no adapter_config.json)")
 
 # %% ../nbs/05_evaluate.ipynb #c2e16dd7
 def open_image(path: str|Path) -> tuple:
@@ -53,6 +117,61 @@ def image_batches(paths: list, # image files, in order
         while todo:
             idx0, futs = todo.popleft(); yield list(idx0), [f.result() for f in futs]
 
+# %% ../nbs/05_evaluate.ipynb #3f251da6
+def _prepare(image):
+    "The image as the model should see it: `abovqa.models.safe_image` when the models module defines it (the hook)."
+    from abovqa import models
+    fix = getattr(models, "safe_image", None)
+    return fix(image) if callable(fix) else image
+
+def _reason(adapter, processor, image, question, err) -> str:
+    "Why one row failed: the processor's error when building its inputs fails, else the model's."
+    try: adapter.inputs(processor, [image], [question]); where = "model"
+    except Exception as e: where, err = "processor", e
+    return f"{where} error: {type(err).__name__}: {' '.join(str(err).split())[:200]}"
+
+def answer_batch(adapter, model, processor, # from `get_adapter` / `adapter.load`
+                 images: list, questions: list[str], # one question per image
+                 max_new_tokens: int = 8, # answer length cap
+                ) -> list[tuple]:
+    "`(answer, None)` or `(None, reason)` per question; a failing batch is retried item by item."
+    try: return [(a, None) for a in adapter.predict(model, processor, images, questions, max_new_tokens=max_new_tokens)]
+    except Exception as e:
+        if len(images) == 1: return [(None, _reason(adapter, processor, images[0], questions[0], e))]
+    return [answer_batch(adapter, model, processor, [im], [q], max_new_tokens)[0] for im, q in zip(images, questions)]
+
+# %% ../nbs/05_evaluate.ipynb #c3e3a696
+def _image_tokens(processor, path) -> int:
+    "Qwen2-VL image tokens for the image at `path` (0 when it cannot be read)."
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+    ip = processor.image_processor
+    factor = ip.patch_size * ip.merge_size
+    try:
+        with Image.open(path) as im: w, h = im.size
+        h, w = smart_resize(h, w, factor=factor, min_pixels=ip.size["shortest_edge"], max_pixels=ip.size["longest_edge"])
+    except Exception: return 0
+    return (h // factor) * (w // factor)
+
+def length_keys(adapter, processor, # from `get_adapter` / `adapter.load`
+                questions: list[str], # one per row
+                paths: list|None = None, # the rows' image files (Qwen: image tokens from their size)
+               ) -> list[int]:
+    "The padded length each row's inputs will have: prompt tokens, plus image tokens for Qwen."
+    prompt = getattr(adapter, "chat_prompt", None)
+    texts = [prompt(processor, q) if prompt else adapter.prompt.format(question=q) for q in questions]
+    tok = getattr(processor, "tokenizer", processor)
+    keys = [len(ids) for ids in tok(texts)["input_ids"]]
+    if adapter.family == "qwen" and paths is not None:
+        keys = [k + _image_tokens(processor, p) for k, p in zip(keys, paths)]
+    return keys
+
+def padding_fraction(keys: list[int], # length per row
+                     batches: list[list[int]], # row indices per batch
+                    ) -> float:
+    "Share of the padded batch positions that are padding."
+    total = sum(max(keys[i] for i in b) * len(b) for b in batches if b)
+    return round(1 - sum(keys[i] for b in batches for i in b) / max(total, 1), 4)
+
 # %% ../nbs/05_evaluate.ipynb #dd541b0a
 def predict_table(adapter, # from `abovqa.models.get_adapter`
                   model, processor, # from `adapter.load`
@@ -62,20 +181,35 @@ def predict_table(adapter, # from `abovqa.models.get_adapter`
                   max_new_tokens: int = 8, # answer length cap
                   workers: int = 2, # image-reading threads
                   progress: bool = True, # show a tqdm bar
+                  rows: list[int]|None = None, # row indices to answer; all when None
+                  group_by_length: bool = True, # batch rows of similar input length (longest first)
+                  on_batch=None, # called with the batch's journal records (`{"row", "raw"}` or `{"row", "skip"}`)
+                  stats: dict|None = None, # filled with `padding_fraction` and `batches`
                  ) -> tuple[list, pd.DataFrame]:
-    "Raw answers for every row of `table` (None where the image was skipped) and the skipped rows."
+    "Raw answers for every row of `table` (None where skipped or not asked) and the skipped rows with the reason."
     raw, skipped = [None] * len(table), []
+    rows = list(range(len(table))) if rows is None else list(rows)
     paths = [image_root(images_root)/p for p in table.image_path]
-    with tqdm(total=len(table), unit="sample", desc=f"{adapter.family} answers", disable=not progress) as bar:
-        for idx, loaded in image_batches(paths, batch_size, workers):
-            ok = [(i, im) for i, (im, _) in zip(idx, loaded) if im is not None]
-            skipped += [dict(row=i, image_path=table.image_path[i], reason=why) for i, (im, why) in zip(idx, loaded) if im is None]
+    keys = None
+    if (group_by_length or stats is not None) and len(rows) > 1:
+        keys = dict(zip(rows, length_keys(adapter, processor, [table.question[i] for i in rows], [paths[i] for i in rows])))
+        if group_by_length: rows = sorted(rows, key=lambda i: -keys[i])
+    batches = []
+    with tqdm(total=len(rows), unit="sample", desc=f"{adapter.family} answers", disable=not progress) as bar:
+        for pos, loaded in image_batches([paths[i] for i in rows], batch_size, workers):
+            idx = [rows[p] for p in pos]; batches.append(idx)
+            recs = [dict(row=i, skip=why) for i, (im, why) in zip(idx, loaded) if im is None]
+            ok = [(i, _prepare(im)) for i, (im, _) in zip(idx, loaded) if im is not None]
             if ok:
-                outs = adapter.predict(model, processor, [im for _, im in ok], [table.question[i] for i, _ in ok],
-                                       max_new_tokens=max_new_tokens)
-                for (i, _), o in zip(ok, outs): raw[i] = o
+                res = answer_batch(adapter, model, processor, [im for _, im in ok], [table.question[i] for i, _ in ok], max_new_tokens)
+                recs += [dict(row=i, raw=a) if a is not None else dict(row=i, skip=why) for (i, _), (a, why) in zip(ok, res)]
+            for r in recs:
+                if "raw" in r: raw[r["row"]] = r["raw"]
+                else: skipped.append(dict(row=r["row"], image_path=table.image_path[r["row"]], reason=r["skip"]))
+            if on_batch: on_batch(recs)
             bar.update(len(idx))
-    return raw, pd.DataFrame(skipped, columns=["row", "image_path", "reason"])
+    if stats is not None and keys: stats.update(padding_fraction=padding_fraction(keys, batches), batches=len(batches))
+    return raw, pd.DataFrame(sorted(skipped, key=lambda s: s["row"]), columns=["row", "image_path", "reason"])
 
 # %% ../nbs/05_evaluate.ipynb #51388f9f
 def score_predictions(table: pd.DataFrame, # image_path, question, answer rows
@@ -100,17 +234,165 @@ def score_predictions(table: pd.DataFrame, # image_path, question, answer rows
                   answer_form=answer_form(rows.prediction.tolist(), t.answer.tolist(), rows.prediction_norm.tolist()))
     return preds, report
 
-# %% ../nbs/05_evaluate.ipynb #eead9ed3
+# %% ../nbs/05_evaluate.ipynb #da21e680
+def _file_hash(paths) -> str|None:
+    h = hashlib.sha256()
+    for p in sorted(paths): h.update(Path(p).name.encode()); h.update(Path(p).read_bytes())
+    return h.hexdigest()[:16] if paths else None
+
+def fingerprint(table: pd.DataFrame, # the rows to answer
+                **settings, # model, model_path, adapter, dtype, quant, max_new_tokens, ...
+               ) -> dict:
+    "What the answers in a journal depend on: the table's hash and the settings (plus the adapter's weights)."
+    fp = dict(data=hashlib.sha256(table[["image_path", "question"]].to_csv(index=False).encode()).hexdigest()[:16],
+              n_rows=len(table), **{k: None if v is None else str(v) for k, v in settings.items()})
+    if settings.get("adapter"):
+        a = Path(settings["adapter"])
+        fp["adapter_weights"] = _file_hash([p for p in a.glob("adapter_model*")]) if a.is_dir() else None
+    return fp
+
+def read_journal(out_dir: str|Path, # run folder
+                ) -> tuple[dict, list]:
+    "`({row: raw answer}, [skip records])` from every `journal-*.jsonl` of `out_dir` (a torn last line is ignored)."
+    answers, skips = {}, []
+    for f in sorted(Path(out_dir).glob("journal-*.jsonl")):
+        lines = f.read_bytes().split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.strip(): continue
+            try: rec = json.loads(line)
+            except ValueError:
+                if i >= len(lines) - 2: continue   # the last line of a killed process
+                raise UserError(f"{f}:{i + 1}: corrupt journal line; rerun with --restart to answer everything again") from None
+            if "raw" in rec: answers.setdefault(rec["row"], rec["raw"])
+            else: skips.append(rec)
+    return answers, skips
+
+def open_journal(out_dir: str|Path, # run folder
+                 fp: dict, # from `fingerprint`
+                 restart: bool = False, # discard an existing journal
+                ) -> dict:
+    "Check (or start) the journal of `out_dir` for `fp`; returns the rows already answered."
+    out = Path(out_dir); meta = out/"journal.json"
+    if restart:
+        for f in [meta, *out.glob("journal-*.jsonl")]: f.unlink(missing_ok=True)
+    if meta.exists():
+        old = json.loads(meta.read_text())
+        if old != fp:
+            diff = ", ".join(k for k in sorted(set(old) | set(fp)) if old.get(k) != fp.get(k))
+            raise UserError(f"{out} holds answers for other inputs ({diff} differ): use a new -o folder, or --restart to discard them")
+    else: write_json(fp, meta)
+    return read_journal(out)[0]
+
+def _appender(path):
+    "A function that appends records to the JSONL file `path`, flushed to the OS on every call."
+    f = open(path, "a", encoding="utf-8")
+    def append(recs):
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)); f.flush()
+    append.close = f.close
+    return append
+
+# %% ../nbs/05_evaluate.ipynb #0ed5ec51
+def garbage_warning(raw: list, # raw answers (None = skipped)
+                    min_rows: int = 10, # "all the same" needs at least this many answers
+                   ) -> str|None:
+    "Why the answers look like garbage (all empty, mostly no letters or digits, one repeated string), or None."
+    ans = [str(a).strip() for a in raw if a is not None]
+    junk = [a for a in ans if not any(c.isalnum() for c in a)]
+    if ans and len(junk) > len(ans) / 2:
+        return (f"{len(junk)} of {len(ans)} answers are empty or have no letter or digit (e.g. {junk[0]!r}); '!!!' is the "
+                "fp16-overflow signature: try --dtype bf16 or fp32")
+    if len(ans) >= min_rows and len(set(ans)) == 1:
+        return f"all {len(ans)} answers are the same string {ans[0]!r}: check the prompt, the adapter and the dtype"
+    return None
+
+# %% ../nbs/05_evaluate.ipynb #7a2d17db
+def _device_map(spec: dict, local_rank: int):
+    import torch
+    if spec.get("device_map") is not None or not torch.cuda.is_available(): return spec.get("device_map")
+    torch.cuda.set_device(local_rank)
+    return {"": local_rank}
+
+def answer_shard(spec: dict, # model, model_path, adapter, dtype, quant, device_map, images, batch_size, max_new_tokens, workers
+                 table: pd.DataFrame, # image_path, question rows
+                 out_dir: str|Path, # run folder: journal-<rank>.jsonl goes there
+                 rows: list[int], # row indices to answer
+                 rank: int = 0, local_rank: int = 0, # this process's place
+                 run_id: str = "", # tags the skip records of this run
+                 progress: bool = True, # tqdm bar
+                ) -> dict:
+    "Load the model and answer `rows` into `journal-<rank>.jsonl`; returns load/predict seconds and padding stats."
+    t0, ad = time.time(), get_adapter(spec["model"])
+    mdl, proc = ad.load(spec["model_path"], dtype=spec["dtype"], quant=spec["quant"], adapter=spec["adapter"],
+                        device_map=_device_map(spec, local_rank))
+    t1, stats, app = time.time(), {}, _appender(Path(out_dir)/f"journal-{rank}.jsonl")
+    try:
+        predict_table(ad, mdl, proc, table, spec["images"], spec["batch_size"], spec["max_new_tokens"], spec["workers"],
+                      progress, rows=rows, on_batch=lambda recs: app([{**r, "run": run_id} if "skip" in r else r for r in recs]),
+                      stats=stats)
+    finally: app.close()
+    del mdl; _free_memory()
+    return dict(stats, load_s=round(t1 - t0, 3), predict_s=round(time.time() - t1, 3), rows=len(rows))
+
 def _free_memory():
     import gc, torch
     gc.collect()
     if torch.cuda.is_available(): torch.cuda.empty_cache()
 
+def _shard_main(plan_path: str):
+    "The body of one torchrun process: answer this rank's share of the plan's rows."
+    from abovqa.core import offline_env; offline_env()
+    plan, e = json.loads(Path(plan_path).read_text()), os.environ
+    rank, world, local = int(e.get("RANK", 0)), int(e.get("WORLD_SIZE", 1)), int(e.get("LOCAL_RANK", 0))
+    out = Path(plan_path).parent
+    table = pd.read_csv(out/".table.csv", dtype=str, keep_default_na=False)
+    seed_everything(plan["spec"].get("seed", 42))
+    res = answer_shard(plan["spec"], table, out, plan["todo"][rank::world], rank, local, plan["run"], plan["progress"] and rank == 0)
+    write_json(res, out/f".shard-{rank}.json")
+
+def launch_command(plan_path: str|Path, # the plan written by `answer_rows`
+                   gpus: int, # processes
+                  ) -> list[str]:
+    "The torchrun command line that runs `gpus` answering processes."
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "--no-python",
+            sys.executable, "-c", f"from abovqa.evaluate import _shard_main; _shard_main({str(plan_path)!r})"]
+
+def answer_rows(spec: dict, # see `answer_shard`
+                table: pd.DataFrame, # image_path, question rows
+                out_dir: str|Path, # run folder (journals)
+                todo: list[int], # rows still to answer
+                gpus: int = 1, # processes (torchrun when > 1)
+                run_id: str = "", # tags this run's skip records
+                progress: bool = True, # tqdm bar
+               ) -> dict:
+    "Answer `todo` in this process or in `gpus` torchrun processes; returns the timing and padding stats."
+    out = Path(out_dir)
+    if gpus <= 1 or int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return answer_shard(spec, table, out, todo, run_id=run_id, progress=progress)
+    write_csv(table[["image_path", "question"]], out/".table.csv")
+    plan = write_json(dict(spec=spec, todo=todo, run=run_id, progress=progress), out/".plan.json")
+    for f in out.glob(".shard-*.json"): f.unlink()
+    t0 = time.time()
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    rc = subprocess.run(launch_command(plan, gpus), env=env).returncode
+    if rc: raise RuntimeError(f"{gpus} answering processes stopped (torchrun exit {rc}); the answers so far are in "
+                              f"{out}/journal-*.jsonl: rerun the same command to continue")
+    shards = [json.loads(f.read_text()) for f in sorted(out.glob(".shard-*.json"))]
+    wall = time.time() - t0
+    return dict(load_s=max(s["load_s"] for s in shards), predict_s=max(s["predict_s"] for s in shards), processes=gpus,
+                launch_s=round(wall - max(s["load_s"] + s["predict_s"] for s in shards), 3), wall_s=round(wall, 3),
+                padding_fraction=max((s.get("padding_fraction", 0) for s in shards), default=0))
+
+# %% ../nbs/05_evaluate.ipynb #eead9ed3
+def _skip_summary(skipped: pd.DataFrame, n: int, path: Path) -> str:
+    reasons = "; ".join(f"{k}: {v}" for k, v in skipped.reason.value_counts().head(3).items())
+    eg = ", ".join(skipped.image_path.head(3))
+    return f"{len(skipped)} of {n} rows skipped ({reasons}), e.g. {eg}; full list: {path}"
+
 def evaluate_model(model: str, # model family: blip, vilt, llava, qwen
                    model_path: str|Path|None, # Hub id or folder; the family's default checkpoint when None
                    data_csv: str|Path, # test table: image_path, question, answer
                    images_root: str|Path, # folder the image paths are relative to (ABO: images/small)
-                   out_dir: str|Path, # run folder to write
+                   out_dir: str|Path, # run folder to write (its journal makes a rerun continue)
                    adapter: str|Path|None = None, # LoRA adapter folder to put on the model
                    batch_size: int = 16, # questions per forward pass
                    normalizer: str = "short", # answer normaliser
@@ -120,37 +402,62 @@ def evaluate_model(model: str, # model family: blip, vilt, llava, qwen
                    stage: str|None = None, # "zero-shot" or "fine-tuned"; from `adapter` when None
                    dtype: str = "auto", # auto, fp32, fp16, bf16
                    quant: str|None = None, # None, 4bit, 8bit
-                   device_map: str|None = None, # None or "auto"
+                   device_map: str|None = None, # None or "auto" (one copy split over GPUs)
                    seed: int = 42, # random seed (generation is greedy; recorded for the record)
                    workers: int = 2, # image-reading threads
                    progress: bool = True, # tqdm bar
+                   gpus: int = 1, # data-parallel processes (torchrun), one model copy per GPU
+                   restart: bool = False, # discard the answers of an earlier run in `out_dir`
                    **metric_opts, # passed to `abovqa.metrics.score`
                   ) -> dict:
     "Evaluate one model on a VQA table; writes predictions.csv, metrics.json, run.json into `out_dir`; returns metrics."
     t0, out = time.time(), Path(out_dir)
+    check_options(model, batch_size, normalizer, metrics, limit, max_new_tokens, gpus, device_map)
+    table, ad = load_inputs(data_csv, images_root, limit), get_adapter(model)
+    check_model_paths(model_path, adapter)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
-    table, ad = read_vqa_table(data_csv, limit), get_adapter(model)
-    mdl, proc = ad.load(model_path, dtype=dtype, quant=quant, device_map=device_map, adapter=adapter)
-    t1 = time.time()
-    raw, skipped = predict_table(ad, mdl, proc, table, images_root, batch_size, max_new_tokens, workers, progress)
+    spec = dict(model=model, model_path=str(model_path or ad.default_id), adapter=None if adapter is None else str(adapter),
+                dtype=dtype, quant=quant, device_map=device_map, images=str(images_root), batch_size=batch_size,
+                max_new_tokens=max_new_tokens, workers=workers, seed=seed)
+    fp = fingerprint(table, **{k: spec[k] for k in ("model", "model_path", "adapter", "dtype", "quant", "max_new_tokens")})
+    done, run_id = open_journal(out, fp, restart), uuid.uuid4().hex[:12]
+    todo = [i for i in range(len(table)) if i not in done]
+    if done: print(f"resuming: {len(done)} of {len(table)} rows already answered in {out}", file=sys.stderr)
+    stats = answer_rows(spec, table, out, todo, gpus, run_id, progress) if todo else {}
     t2 = time.time()
-    del mdl; _free_memory()   # the metric models (BERTScore, BART) get the GPU to themselves
-    preds, report = score_predictions(table, raw, normalizer, metrics, **metric_opts)
-    t3 = time.time()
-    preds.to_csv(out/"predictions.csv", index=False)
-    if len(skipped): skipped.to_csv(out/"skipped.csv", index=False)
-    write_json(report, out/"metrics.json")
-    config = dict(model=model, model_path=str(model_path or ad.default_id), adapter=None if adapter is None else str(adapter),
+    answers, skips = read_journal(out)
+    raw = [answers.get(i) for i in range(len(table))]
+    skipped = pd.DataFrame([dict(row=s["row"], image_path=table.image_path[s["row"]], reason=s["skip"]) for s in skips
+                            if s.get("run") == run_id and s["row"] not in answers], columns=["row", "image_path", "reason"])
+    skipped = skipped.drop_duplicates("row").sort_values("row").reset_index(drop=True)
+    answered = [i for i, r in enumerate(raw) if r is not None]
+    write_csv(table.iloc[answered].assign(raw_output=[raw[i] for i in answered]), out/"predictions.csv")  # before scoring
+    if len(skipped): write_csv(skipped, out/"skipped.csv"); print(_skip_summary(skipped, len(table), out/"skipped.csv"), file=sys.stderr)
+    elif (out/"skipped.csv").exists(): (out/"skipped.csv").unlink()
+    warn = garbage_warning(raw)
+    if warn: print(f"WARNING: {warn}", file=sys.stderr)
+    config = dict(model=model, model_path=spec["model_path"], adapter=spec["adapter"],
                   stage=stage or ("fine-tuned" if adapter else "zero-shot"), data=str(data_csv), images=str(images_root),
                   batch_size=batch_size, normalizer=normalizer, max_new_tokens=max_new_tokens, limit=limit,
-                  metrics=metrics, dtype=dtype, quant=quant, device_map=device_map, seed=seed, metric_opts=metric_opts)
-    n = len(table) - len(skipped)
-    write_run_info(out, config, seed=seed, n_rows=len(table), n_answered=n, skipped_images=len(skipped),
-                   skipped_rows=table.attrs.get("skipped_rows", []),
-                   skipped_reasons=skipped.reason.value_counts().to_dict(),
-                   timings=dict(load_s=round(t1 - t0, 3), predict_s=round(t2 - t1, 3), score_s=round(t3 - t2, 3),
-                                total_s=round(t3 - t0, 3), samples_per_s=round(n / max(t2 - t1, 1e-9), 2)))
+                  metrics=metrics, dtype=dtype, quant=quant, device_map=device_map, seed=seed, gpus=gpus, metric_opts=metric_opts)
+    info = dict(seed=seed, n_rows=len(table), n_answered=len(answered), resumed_rows=len(done), skipped_images=len(skipped),
+                skipped_rows=table.attrs.get("skipped_rows", []), skipped_reasons=skipped.reason.value_counts().to_dict(),
+                garbage_warning=warn)
+    if not answered:
+        write_run_info(out, config, **info, status="failed")
+        raise UserError(f"no row could be answered: {_skip_summary(skipped, len(table), out/'skipped.csv')}")
+    preds, report = score_predictions(table, raw, normalizer, metrics, **metric_opts)
+    report["garbage_warning"] = warn
+    t3 = time.time()
+    write_csv(preds, out/"predictions.csv")
+    write_json(report, out/"metrics.json")
+    n_new = len([i for i in todo if raw[i] is not None])
+    write_run_info(out, config, **info, status="done",
+                   timings=dict(load_s=stats.get("load_s", 0), predict_s=stats.get("predict_s", round(t2 - t0, 3)),
+                                score_s=round(t3 - t2, 3), total_s=round(t3 - t0, 3),
+                                samples_per_s=round(n_new / max(stats.get("predict_s", 0), 1e-9), 2) if n_new else None,
+                                padding_fraction=stats.get("padding_fraction"), launch_s=stats.get("launch_s")))
     return report
 
 # %% ../nbs/05_evaluate.ipynb #c19b2c4c
@@ -161,7 +468,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", default=None, help="LoRA adapter folder to load on top")
     p.add_argument("--data", required=True, help="test CSV: image_path, question, answer")
     p.add_argument("--images", required=True, help="images root the image paths are relative to (ABO: images/small)")
-    p.add_argument("-o", "--out", required=True, help="run folder to write")
+    p.add_argument("-o", "--out", required=True, help="run folder to write (rerun to continue an interrupted run)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--normalizer", default="short")
     p.add_argument("--metrics", default=None, help="comma-separated metric names (default: all six)")
@@ -170,7 +477,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     p.add_argument("--quant", default=None, choices=["4bit", "8bit"])
-    p.add_argument("--device-map", default=None, help='e.g. "auto" to spread a model over GPUs')
+    p.add_argument("--device-map", default=None, help='"auto": one model copy split over all GPUs (a model too big for one)')
+    p.add_argument("--gpus", type=int, default=1, help="data-parallel processes (torchrun), one model copy per GPU")
+    p.add_argument("--restart", action="store_true", help="discard the answers an earlier run left in the folder")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=2, help="image-reading threads")
     for m in ("bertscore-model", "st-model", "bart-model"): p.add_argument(f"--{m}", default=None)
@@ -187,7 +496,7 @@ def evaluate_cli(argv: list[str]|None = None) -> int:
                          normalizer=a.normalizer, max_new_tokens=a.max_new_tokens, limit=a.limit,
                          metrics=a.metrics.split(",") if a.metrics else None, stage=a.stage, dtype=a.dtype,
                          quant=a.quant, device_map=a.device_map, seed=a.seed, workers=a.workers,
-                         progress=not a.no_progress, **opts)
+                         progress=not a.no_progress, gpus=a.gpus, restart=a.restart, **opts)
     print(pd.Series({k: v for k, v in res["summary"].items() if isinstance(v, (int, float))}).to_string())
     print(f"wrote {a.out}/predictions.csv, metrics.json, run.json")
     return 0

@@ -117,14 +117,14 @@ CASES = [  # (id, command, args ({x}: a path from `world`, {out}: a prefilled ou
     # evaluate (tiny BLIP)
     ("evaluate-data-missing", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{nope.csv}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "nope.csv", None),
     ("evaluate-data-columns", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{no_answer.csv}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "answer", None),
-    ("evaluate-model-path-missing", "evaluate", ["--model", "blip", "--model-path", "{nope_model}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "re:nope_model.*(no such|not found|does not exist|not a model)", D2),
-    ("evaluate-normalizer-bad", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--normalizer", "weird", "--no-progress"], 2, "weird", D2),
-    ("evaluate-metrics-bad", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--metrics", "exact_match,vibes", "--no-progress"], 2, "vibes", D2),
-    ("evaluate-batch-size-0", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--batch-size", "0", "--no-progress"], 2, "--batch-size", D2),
-    ("evaluate-limit-negative", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--limit", "-1", "--no-progress"], 2, "--limit", D2),
+    ("evaluate-model-path-missing", "evaluate", ["--model", "blip", "--model-path", "{nope_model}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "re:nope_model.*(no such|not found|does not exist|not a model)", None),
+    ("evaluate-normalizer-bad", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--normalizer", "weird", "--no-progress"], 2, "weird", None),
+    ("evaluate-metrics-bad", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--metrics", "exact_match,vibes", "--no-progress"], 2, "vibes", None),
+    ("evaluate-batch-size-0", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--batch-size", "0", "--no-progress"], 2, "--batch-size", None),
+    ("evaluate-limit-negative", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--limit", "-1", "--no-progress"], 2, "--limit", None),
     ("evaluate-family-bad", "evaluate", ["--model", "gpt", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}"], 2, "invalid choice: 'gpt'", None),
-    ("evaluate-wrong-images", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{empty_dir}", "-o", "{out}", "--metrics", "exact_match", "--no-progress"], 1, "image", D2),
-    ("evaluate-adapter-not-adapter", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--adapter", "{empty_dir}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "re:empty_dir.*(adapter_config|not a LoRA adapter|not an adapter)", D2),
+    ("evaluate-wrong-images", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{empty_dir}", "-o", "{out}", "--metrics", "exact_match", "--no-progress"], 1, "image", None),
+    ("evaluate-adapter-not-adapter", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--adapter", "{empty_dir}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "re:empty_dir.*(adapter_config|not a LoRA adapter|not an adapter)", None),
     # finetune (tiny BLIP)
     ("finetune-data-missing", "finetune", ["--model", "blip", "--model-path", "{blip}", "--data", "{nope_split}", "--images", "{abo}", "-o", "{out}"], 1, "nope_split", None),
     ("finetune-data-no-train", "finetune", ["--model", "blip", "--model-path", "{blip}", "--data", "{split_no_train}", "--images", "{abo}", "-o", "{out}"], 1, "train.csv", None),
@@ -148,8 +148,8 @@ CASES = [  # (id, command, args ({x}: a path from `world`, {out}: a prefilled ou
     # inference.py (the course's contract script)
     ("inference-csv-missing", "inference.py", ["--image_dir", "{images}", "--csv_path", "{nope.csv}", "--output", "{out}/results.csv"], 1, "nope.csv", None),
     ("inference-csv-columns", "inference.py", ["--image_dir", "{images}", "--csv_path", "{vqa}", "--output", "{out}/results.csv"], 1, "image_name", None),
-    ("inference-image-dir-missing", "inference.py", ["--image_dir", "{nope}", "--csv_path", "{inference.csv}", "--output", "{out}/results.csv"], 1, "nope", D2),
-    ("inference-model-bad", "inference.py", ["--image_dir", "{images}", "--csv_path", "{inference.csv}", "--model", "gpt", "--output", "{out}/results.csv"], 2, "gpt", D2),
+    ("inference-image-dir-missing", "inference.py", ["--image_dir", "{nope}", "--csv_path", "{inference.csv}", "--output", "{out}/results.csv"], 1, "nope", None),
+    ("inference-model-bad", "inference.py", ["--image_dir", "{images}", "--csv_path", "{inference.csv}", "--model", "gpt", "--output", "{out}/results.csv"], 2, "gpt", None),
 ]
 
 def _inference_main():

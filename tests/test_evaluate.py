@@ -106,3 +106,185 @@ def test_inference_contract(data, tmp_path, monkeypatch):
     assert list(res.columns) == ["image_name", "question", "answer", "generated_answer"] and len(res) == 14
     assert res.generated_answer.iloc[-2:].tolist() == ["", ""]
     assert all(len(a.split()) <= 1 for a in res.generated_answer)
+
+
+# --- options, faults, journal/resume, --gpus, length grouping (issues #12, #16, #11) ---
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "evaluate", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("opts,code,msg", [
+    (["--normalizer", "nope"], 2, "--normalizer: unknown normalizer"),
+    (["--metrics", "em,bleu"], 2, "--metrics: unknown metrics ['bleu']"),
+    (["--batch-size", "0"], 2, "--batch-size must be an integer >= 1"),
+    (["--limit", "-1"], 2, "--limit must be"),
+    (["--limit", "0"], 1, "no rows to evaluate"),
+    (["--gpus", "2", "--device-map", "auto"], 2, "cannot be combined"),
+])
+def test_bad_options_fail_before_loading(data, tmp_path, opts, code, msg, capsys):
+    "The model path does not exist: the option error must come first, in one line, with no run folder left."
+    from abovqa.cli import main
+    rc = main(["evaluate", "--model", "blip", "--model-path", str(tmp_path/"no-model"), "--data", str(data/"test.csv"),
+               "--images", str(data/"images"), "-o", str(tmp_path/"run"), *opts])
+    err = capsys.readouterr().err
+    assert rc == code, err
+    assert msg in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path/"run").exists()
+
+
+def test_wrong_images_folder_and_nothing_readable(data, tmp_path, capsys):
+    from abovqa.cli import main
+    rc = main(["evaluate", "--model", "vilt", "--model-path", str(tmp_path/"no-model"), "--data", str(data/"test.csv"),
+               "--images", str(data), "-o", str(tmp_path/"run")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "none of the first" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    t = pd.DataFrame([dict(image_path="ff/corrupt.jpg", question="q?", answer="a"), dict(image_path="zz/no.jpg", question="q?", answer="a")])
+    t.to_csv(tmp_path/"t.csv", index=False)
+    with pytest.raises(Exception) as e:
+        evaluate_model("vilt", testing.tiny_vilt(), tmp_path/"t.csv", data/"images", tmp_path/"run", metrics=["em"], progress=False)
+    assert "no row could be answered" in str(e.value) and getattr(e.value, "code", None) == 1
+    assert json.loads((tmp_path/"run/run.json").read_text())["status"] == "failed"
+    assert len(pd.read_csv(tmp_path/"run/skipped.csv")) == 2
+
+
+def test_failing_image_is_skipped_with_reason(data, tmp_path, monkeypatch, capsys):
+    "A processor that raises for one image size (ViLT's thin-image ValueError) skips that image only."
+    from abovqa.models import ViltAdapter
+    orig = ViltAdapter.inputs
+    def picky(self, processor, images, questions):
+        if any(im.size == (56, 48) for im in images): raise ValueError("Size must contain 'height' and 'width'")
+        return orig(self, processor, images, questions)
+    monkeypatch.setattr(ViltAdapter, "inputs", picky)
+    out = tmp_path/"run"
+    (out).mkdir(); (out/"skipped.csv").write_text("row,image_path,reason\n0,stale.jpg,old\n")
+    evaluate_model("vilt", testing.tiny_vilt(), data/"test.csv", data/"images", out, batch_size=4, metrics=["em"], progress=False)
+    info = json.loads((out/"run.json").read_text())
+    reason = "processor error: ValueError: Size must contain 'height' and 'width'"
+    assert info["n_answered"] == 10 and info["skipped_reasons"][reason] == 2
+    sk = pd.read_csv(out/"skipped.csv")
+    assert len(sk) == info["skipped_images"] == 4 and "stale.jpg" not in sk.image_path.tolist()
+    assert "4 of 14 rows skipped" in capsys.readouterr().err and str(out/"skipped.csv")
+
+
+def test_stale_skipped_csv_is_removed(data, tmp_path):
+    out = tmp_path/"run"; out.mkdir()
+    (out/"skipped.csv").write_text("row,image_path,reason\n0,stale.jpg,old\n")
+    evaluate_model("vilt", testing.tiny_vilt(), data/"test.csv", data/"images", out, limit=4, metrics=["em"], progress=False)
+    assert json.loads((out/"run.json").read_text())["skipped_images"] == 0 and not (out/"skipped.csv").exists()
+
+
+def test_garbage_answers_are_flagged(data, tmp_path, monkeypatch, capsys):
+    from abovqa.models import ViltAdapter
+    monkeypatch.setattr(ViltAdapter, "predict", lambda self, m, p, images, questions, **kw: ["!!!"] * len(questions))
+    out = tmp_path/"run"
+    evaluate_model("vilt", testing.tiny_vilt(), data/"test.csv", data/"images", out, metrics=["em"], progress=False)
+    assert "fp16-overflow" in capsys.readouterr().err
+    for f in ("metrics.json", "run.json"): assert "fp16-overflow" in json.loads((out/f).read_text())["garbage_warning"]
+
+
+@pytest.fixture(scope="module")
+def big(data, tmp_path_factory):
+    "600 rows over the six images, questions of mixed length."
+    d = tmp_path_factory.mktemp("big")
+    qs = ["Is it red?", "What color is the product?", "What is the main color of the product shown in this picture?",
+          "Color?", "Is the object in the photo made of wood or of metal, and is it blue?"]
+    rows = [dict(image_path=f"{i % 6:02x}/{COLORS[i % 6]}.jpg", question=qs[(i * 7) % len(qs)], answer=COLORS[i % 6])
+            for i in range(600)]
+    pd.DataFrame(rows).to_csv(d/"big.csv", index=False)
+    return d/"big.csv"
+
+
+def test_kill9_and_resume_gives_identical_predictions(data, big, tmp_path, capsys):
+    import os, signal, time
+    from abovqa.cli import main
+    args = ["--model", "vilt", "--model-path", str(testing.tiny_vilt()), "--data", str(big), "--images", str(data/"images"),
+            "--metrics", "em,f1", "--no-progress"]
+    assert main(["evaluate", *args, "--batch-size", "8", "-o", str(tmp_path/"full")]) == 0
+    out = tmp_path/"killed"
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "evaluate",
+                          *args, "--batch-size", "1", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    j, t0 = out/"journal-0.jsonl", time.time()
+    while p.poll() is None and time.time() - t0 < 120:
+        if j.exists() and j.read_bytes().count(b"\n") >= 20: break
+        time.sleep(0.01)
+    assert p.poll() is None, "the run finished before it could be killed"
+    os.kill(p.pid, signal.SIGKILL); p.wait()
+    answered = j.read_bytes().count(b"\n")
+    assert 20 <= answered < 600 and not (out/"metrics.json").exists()
+    capsys.readouterr()
+    assert main(["evaluate", *args, "--batch-size", "8", "-o", str(out)]) == 0
+    assert "resuming:" in capsys.readouterr().err
+    assert (out/"predictions.csv").read_bytes() == (tmp_path/"full/predictions.csv").read_bytes()
+    info = json.loads((out/"run.json").read_text())
+    assert info["resumed_rows"] >= 20 and info["n_answered"] == 600
+    assert json.loads((out/"metrics.json").read_text())["summary"] == json.loads((tmp_path/"full/metrics.json").read_text())["summary"]
+    # the journal is tied to its inputs
+    assert main(["evaluate", *args, "--max-new-tokens", "3", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "holds answers for other inputs (max_new_tokens differ)" in err and "--restart" in err
+    assert main(["evaluate", *args, "--limit", "20", "--restart", "-o", str(out)]) == 0
+    assert json.loads((out/"run.json").read_text())["n_answered"] == 20
+
+
+@pytest.mark.parametrize("family", ["vilt", "llava", "qwen"])
+def test_length_grouping_matches_batch_size_one(family, data, big, tmp_path):
+    "Mixed-length questions, batched longest-first: the same answers as one question at a time, in the input order."
+    folder = getattr(testing, f"tiny_{family}")()
+    runs = {}
+    for bs in (1, 8):
+        evaluate_model(family, folder, big, data/"images", tmp_path/f"bs{bs}", batch_size=bs, limit=40, max_new_tokens=3,
+                       metrics=["em"], progress=False)
+        runs[bs] = (tmp_path/f"bs{bs}/predictions.csv").read_bytes()
+    assert runs[1] == runs[8]
+    assert pd.read_csv(tmp_path/"bs8/predictions.csv").question.tolist() == pd.read_csv(big).question[:40].tolist()
+    assert json.loads((tmp_path/"bs8/run.json").read_text())["timings"]["padding_fraction"] < 0.1
+
+
+def test_gpus_two_cpu_processes_identical_and_resumable(data, big, tmp_path):
+    "--gpus 2 on CPU (torchrun): byte-identical predictions and metrics; with --adapter; continues a partial journal."
+    from peft import get_peft_model
+    from abovqa.models import get_adapter
+    ad, folder = get_adapter("llava"), testing.tiny_llava()
+    base, _ = ad.load(folder)
+    pm = get_peft_model(base, ad.lora_config())
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n: p.normal_(0, 1.0)
+    pm.save_pretrained(tmp_path/"adapter")
+    kw = dict(adapter=tmp_path/"adapter", limit=60, batch_size=4, max_new_tokens=3, metrics=["em", "f1"], progress=False)
+    one = evaluate_model("llava", folder, big, data/"images", tmp_path/"one", **kw)
+    part = tmp_path/"two"; part.mkdir()
+    for f in ("journal.json",): (part/f).write_bytes((tmp_path/"one"/f).read_bytes())
+    lines = (tmp_path/"one/journal-0.jsonl").read_bytes().splitlines(keepends=True)
+    (part/"journal-0.jsonl").write_bytes(b"".join(lines[:20]))           # an interrupted earlier run
+    two = evaluate_model("llava", folder, big, data/"images", part, gpus=2, **kw)
+    assert (part/"predictions.csv").read_bytes() == (tmp_path/"one/predictions.csv").read_bytes()
+    assert two["summary"] == one["summary"]
+    info = json.loads((part/"run.json").read_text())
+    assert info["resumed_rows"] == 20 and info["config"]["gpus"] == 2
+    assert (part/"journal-1.jsonl").exists() and len((part/"journal-1.jsonl").read_bytes().splitlines()) == 20
+
+
+def test_inference_errors_are_one_line_and_skips_counted(data, tmp_path, monkeypatch, capsys):
+    "inference.py: a bad option or input is one line with exit 2/1; a refused image is skipped and counted on stderr."
+    monkeypatch.chdir(tmp_path)
+    ns = runpy.run_path(str(ROOT/"inference.py"))
+    base = ["--image_dir", str(data/"images"), "--model", "vilt", "--model-path", str(testing.tiny_vilt())]
+    capsys.readouterr()
+    assert ns["main"]([*base, "--csv_path", "nope.csv"]) == 1
+    assert ns["main"]([*base, "--csv_path", str(data/"test.csv"), "--batch-size", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--csv_path nope.csv: no such file" in err[0] and "--batch-size" in err[1]
+    t = pd.read_csv(data/"test.csv").rename(columns={"image_path": "image_name"}); t.to_csv("in.csv", index=False)
+    from abovqa.models import ViltAdapter
+    orig = ViltAdapter.inputs
+    def picky(self, processor, images, questions):
+        if any(im.size == (56, 48) for im in images): raise ValueError("Size must contain 'height' and 'width'")
+        return orig(self, processor, images, questions)
+    monkeypatch.setattr(ViltAdapter, "inputs", picky)
+    assert ns["main"]([*base, "--csv_path", "in.csv"]) == 0
+    assert "4 of 14 image(s) skipped" in capsys.readouterr().err
+    res = pd.read_csv("results.csv", keep_default_na=False)
+    assert len(res) == 14 and (res.generated_answer == "").sum() == 4
