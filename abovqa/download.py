@@ -398,6 +398,7 @@ def download_abo_cli(argv: list[str]|None = None, # arguments after `abovqa down
     "`abovqa download-abo`: run `download_abo` from the command line; returns the exit status."
     a = _parser().parse_args(sys.argv[2:] if argv is None else argv)
     if a.retries < 0 or a.timeout <= 0: raise UserError("--retries must be >= 0 and --timeout > 0", code=2)
+    if Path(a.root).exists() and not Path(a.root).is_dir(): raise UserError(f"{a.root} is a file, not a folder; give the folder to download ABO into", code=2)
     res = download_abo(a.root, a.what, a.base_url, a.images_for, a.retries, timeout=a.timeout, progress=not a.quiet)
     for name, r in res.items():
         if r["status"] != "downloaded": print(f"{name}: {r['status']} in {a.root} (nothing transferred)"); continue

@@ -1046,6 +1046,8 @@ def finetune_cli(argv: list[str]|None = None, # arguments after `abovqa finetune
                 ) -> int:
     "`abovqa finetune`: LoRA fine-tuning into RUN_DIR (rerun to resume)."
     a = vars(_parser().parse_args(argv))
+    from abovqa.evaluate import check_model_paths
+    check_model_paths(a["model_path"])   # a missing or non-model folder is one line before anything loads
     if (sizes := a.pop("curriculum")): finetune_curriculum(sizes, **a)
     else: finetune(**a)
     return 0

@@ -1043,12 +1043,12 @@ def run_lock(out_dir, # the output folder
 
 # %% ../nbs/02_generate.ipynb #ee64304c
 def check_images(p: dict, curated, images):
-    "`UserError(code=2)` when none of the curated images is under `images` (checked on the pending ones and up to 20 finished)."
+    "`UserError(code=1)` when none of the curated images is under `images` (checked on the pending ones and up to 20 finished)."
     if not p["missing"] or p["todo"]: return
     done = [ip for k, ip in zip(p["keys"], p["cur"].image_path) if k in p["done"]][:20]
     if any((Path(images)/ip).exists() for ip in done): return
     raise UserError(f"--images {images}: none of the {len(p['missing'])} pending images of {curated} is there "
-                    f"(e.g. {Path(images)/p['missing'][0]}): point --images at ABO_ROOT/images/small", code=2)
+                    f"(e.g. {Path(images)/p['missing'][0]}): point --images at ABO_ROOT/images/small", code=1)
 
 # %% ../nbs/02_generate.ipynb #a893d489
 class Interrupted(KeyboardInterrupt):
@@ -1200,7 +1200,9 @@ def generate_cli(argv: list[str]|None = None) -> int:
         print(f"abovqa generate: interrupted after {s['images_done']}/{s['images']} images; finished work is kept: rerun the same "
               f"command to continue", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as e: print(f"abovqa generate: {_one_line(redact(str(e)))}", file=sys.stderr); return 2
+    except FileNotFoundError as e:   # a missing input file: a run that could not be done (exit 1), named with the fix
+        print(f"abovqa generate: {e.filename or e}: no such file; pass the curated.csv written by `abovqa curate`", file=sys.stderr); return 1
+    except ValueError as e: print(f"abovqa generate: {_one_line(redact(str(e)))}", file=sys.stderr); return 1
     c = s["cost_usd"]
     print(f"{s['status']}: {s['images_done']}/{s['images']} images, {s['pairs']['kept']} pairs kept "
           f"({s['pairs']['rejected'] or 'none rejected'}), metadata agreement {s['meta_check']['agreement_rate']}, "

@@ -75,6 +75,8 @@ EARLIER = {  # what a previous successful run left in the output folder: it must
     "report": {"table.csv": "earlier\n", "table.md": "earlier\n", "report.json": "{}"},
     "demo": {"earlier.txt": "earlier"},
     "inference.py": {"results.csv": "earlier\n"},
+    "score": {"earlier.txt": "earlier"}, "compare": {"earlier.txt": "earlier"}, "judge": {"earlier.txt": "earlier"},
+    "download-abo": {"earlier.txt": "earlier"},
 }
 
 # ------------------------------------------------------------------ the cases
@@ -145,6 +147,16 @@ CASES = [  # (id, command, args ({x}: a path from `world`, {out}: a prefilled ou
     ("demo-limit-0", "demo", ["-o", "{out}", "--limit", "0", T], 2, "--limit must be >= 1", None),
     ("demo-model-path-missing", "demo", ["-o", "{out}", "--model-path", "{nope_model}", T], 2, "no such folder", None),
     ("demo-gemini-no-key", "demo", ["-o", "{out}", "--backend", "gemini", T], 2, "GEMINI_API_KEY", None),
+    # score / compare / judge (any predictions table or scored run folder)
+    ("score-missing", "score", ["{nope.csv}", "-o", "{out}"], 1, "nope.csv", None),
+    ("score-no-reference", "score", ["{no_answer.csv}", "-o", "{out}"], 2, "answer", None),
+    ("score-normalizer-bad", "score", ["{vqa}", "-o", "{out}", "--normalizer", "weird"], 2, "weird", None),
+    ("compare-run-missing", "compare", ["{nope}", "{runs_none}", "-o", "{out}"], 1, "nope", None),
+    ("judge-run-missing", "judge", ["{nope}", "-o", "{out}"], 1, "nope", None),
+    # download-abo (options and the server are checked before anything is written)
+    ("download-what-bad", "download-abo", ["{out}", "--what", "images-large"], 2, "images-large", None),
+    ("download-images-for-missing", "download-abo", ["{out}", "--images-for", "{nope.csv}"], 2, "nope.csv", None),
+    ("download-out-is-file", "download-abo", ["{a_file.txt}"], 2, "a_file.txt", None),
     # inference.py (the course's contract script)
     ("inference-csv-missing", "inference.py", ["--image_dir", "{images}", "--csv_path", "{nope.csv}", "--output", "{out}/results.csv"], 1, "nope.csv", None),
     ("inference-csv-columns", "inference.py", ["--image_dir", "{images}", "--csv_path", "{vqa}", "--output", "{out}/results.csv"], 1, "image_name", None),
@@ -163,7 +175,7 @@ def _fill(arg, world, out):
     key = arg[1:-1]
     return str(world[key]) if key in world else str(world["w"]/key)   # a name in `world`, else a path inside it
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c[0], marks=[pytest.mark.xfail(strict=False, reason=c[5])] if c[5] else [])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c[0], marks=[])
                                   for c in CASES])
 def test_bad_input(case, world, tmp_path, run_cli, capsys, monkeypatch, request):
     name, cmd, args, code, part, _ = case

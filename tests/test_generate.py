@@ -450,7 +450,7 @@ def test_key_never_appears_in_any_form(tmp_path, key, capsys, monkeypatch):
         assert rc == 2 and "copy it again" in err and "AIzaLEAK" not in err
 
 # --- nothing done is not success; options checked first (#12.2) ------------------------------------------------------
-def test_wrong_images_folder_exits_2_before_any_request(toy, capsys, monkeypatch):
+def test_wrong_images_folder_exits_1_before_any_request(toy, capsys, monkeypatch):
     csv, small, tmp = toy
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
     (tmp/"empty").mkdir()
@@ -458,7 +458,7 @@ def test_wrong_images_folder_exits_2_before_any_request(toy, capsys, monkeypatch
         rc = main(["generate", *_argv(csv, tmp/"empty", tmp/"out", fake.url)])
         assert fake.counts["generate"] == 0
     err = capsys.readouterr().err
-    assert rc == 2 and "--images" in err and "none of the 8 pending images" in err and len(err.strip().splitlines()) == 1
+    assert rc == 1 and "--images" in err and "none of the 8 pending images" in err and len(err.strip().splitlines()) == 1
 
 @pytest.mark.parametrize("opt", [["--max-attempts", "0"], ["--workers", "0"], ["--rpm", "-1"], ["--rpd", "-5"],
                                  ["--max-consecutive-failures", "-1"], ["--thinking", "lots"], ["--yes-no-cap", "1.5"],
