@@ -11,7 +11,8 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['DTYPES', 'ADAPTERS', 'native_bf16', 'resolve_dtype', 'quant_config', 'to_model', 'VQAAdapter', 'register',
-           'get_adapter', 'BlipAdapter', 'ViltAdapter', 'ChatAdapter', 'LlavaAdapter', 'QwenAdapter', 'bound_pixels']
+           'get_adapter', 'mask_blip_cross_attention', 'BlipAdapter', 'ViltAdapter', 'ChatAdapter', 'LlavaAdapter',
+           'QwenAdapter', 'bound_pixels']
 
 # %% ../nbs/04_models.ipynb #27e9ce58
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
@@ -198,11 +199,28 @@ def get_adapter(family: str, # "blip", "vilt", "llava", "qwen", ...
     return ADAPTERS[family]()
 
 # %% ../nbs/04_models.ipynb #282719e8
+def _cross_mask(module, args, kwargs):
+    "Forward pre-hook: give a cross-attention its mask as `encoder_attention_mask`, the name it reads."
+    if kwargs.get("encoder_hidden_states") is not None and kwargs.get("encoder_attention_mask") is None:
+        kwargs["encoder_attention_mask"] = kwargs.get("attention_mask")
+    return args, kwargs
+
+def mask_blip_cross_attention(model, # a BLIP model (or a module containing one)
+                             ):
+    "Make BLIP's text cross-attention apply its attention mask (transformers 5.24 drops it); idempotent."
+    for name, m in model.named_modules():
+        if name.endswith("crossattention.self") and not getattr(m, "_abovqa_cross_mask", False):
+            m.register_forward_pre_hook(_cross_mask, with_kwargs=True); m._abovqa_cross_mask = True
+    return model
+
 @register
 class BlipAdapter(VQAAdapter):
     "Salesforce BLIP VQA: encoder + generating text decoder."
     family, default_id = "blip", "Salesforce/blip-vqa-base"
     auto_model, decoder_only, lora_task_type = "AutoModelForVisualQuestionAnswering", False, None
+
+    def _setup(self, model, processor, dtype):
+        return mask_blip_cross_attention(model), processor
 
     def train_batch(self, processor, images, questions, answers) -> dict:
         "Image+question inputs, `decoder_input_ids` from bos, `labels` with -100 on padding."
@@ -216,6 +234,21 @@ class BlipAdapter(VQAAdapter):
 
     def lora_targets(self) -> dict:
         return dict(target_modules="all-linear", exclude_modules=["cls.predictions.decoder"])
+
+    def generate(self, model, processor, batch, max_new_tokens, **gen):
+        "BLIP's `generate`, except that the decoder cross-attends to the real question tokens only (not their padding)."
+        m = model.get_base_model() if hasattr(model, "get_base_model") else model   # a PeftModel wraps it
+        image = m.vision_model(pixel_values=batch["pixel_values"])[0]
+        image_mask = torch.ones(image.shape[:-1], dtype=torch.long, device=image.device)
+        mask = batch["attention_mask"]
+        question = m.text_encoder(input_ids=batch["input_ids"], attention_mask=mask, encoder_hidden_states=image,
+                                  encoder_attention_mask=image_mask, return_dict=False)[0]
+        bos = torch.full((question.size(0), 1), m.decoder_start_token_id, dtype=torch.long, device=question.device)
+        tc = m.config.text_config
+        gen = {"repetition_penalty": 1.0, **gen}
+        return m.text_decoder.generate(input_ids=bos, eos_token_id=tc.sep_token_id, pad_token_id=tc.pad_token_id,
+                                       encoder_hidden_states=question, encoder_attention_mask=mask,
+                                       max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, **gen)
 
 # %% ../nbs/04_models.ipynb #f6187303
 @register
