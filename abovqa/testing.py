@@ -10,11 +10,11 @@ from .sample import COLOR_RGB
 
 # %% auto #0
 __all__ = ['GENERIC_SHAPES', 'GENERIC_FILLS', 'NUMBERS', 'QUESTION_WORDS', 'GENERIC_QA_WORDS', 'PRODUCT_NOUNS', 'PUNCT',
-           'WORDPIECE_SPECIALS', 'QWEN_SPECIALS', 'LLAVA_TEMPLATE', 'QWEN_TEMPLATE', 'PALETTE', 'GENERIC_QUESTIONS',
-           'BASE_CONFIG', 'minilm_path', 'tiny_bart', 'answer_vocab', 'word_vocab', 'wordpiece_tokenizer',
-           'llama_tokenizer', 'qwen2_tokenizer', 'tiny_blip', 'square_image', 'tiny_vilt', 'tiny_llava', 'vqa_prompt',
-           'tiny_qwen', 'generic_image', 'count_image', 'generic_dataset', 'blip_batch', 'blip_answers',
-           'pretrain_tiny_blip', 'tiny_blip_base']
+           'WORDPIECE_SPECIALS', 'QWEN_SPECIALS', 'ZOO_SHAPES', 'LLAVA_TEMPLATE', 'QWEN_TEMPLATE', 'PALETTE',
+           'GENERIC_QUESTIONS', 'BASE_CONFIG', 'minilm_path', 'tiny_bart', 'answer_vocab', 'word_vocab',
+           'wordpiece_tokenizer', 'llama_tokenizer', 'qwen2_tokenizer', 'tiny_blip', 'square_image', 'image_zoo',
+           'tiny_vilt', 'tiny_llava', 'vqa_prompt', 'tiny_qwen', 'generic_image', 'count_image', 'generic_dataset',
+           'blip_batch', 'blip_answers', 'pretrain_tiny_blip', 'tiny_blip_base']
 
 # %% ../nbs/00b_testing.ipynb #bb22aa2a
 _CACHE: dict = {}
@@ -218,6 +218,25 @@ def square_image(color=(220, 30, 30), # RGB of the square
     im = Image.new("RGB", (size, size), bg)
     ImageDraw.Draw(im).rectangle([size//4, size//4, 3*size//4, 3*size//4], fill=tuple(color))
     return im
+
+# %% ../nbs/00b_testing.ipynb #ba8c3d45
+ZOO_SHAPES = [(1, 256), (256, 1), (11, 256), (256, 11), (2, 2), (256, 15)]
+
+def image_zoo(color=(200, 40, 40), # RGB of the square
+             ) -> dict:
+    "Hostile PIL images by name: thin and tiny shapes (`WxH`) and modes L, 1, P, P with transparency, RGBA, LA, CMYK, I;16."
+    import numpy as np
+    from PIL import Image
+    zoo = {f"{w}x{h}": square_image(color, size=max(w, h)).resize((w, h)) for w, h in ZOO_SHAPES}
+    base = square_image(color, size=48)
+    zoo["L"], zoo["1"], zoo["CMYK"] = base.convert("L"), base.convert("1"), base.convert("CMYK")
+    zoo["P"] = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pt = zoo["P"].copy(); pt.info["transparency"] = pt.getpixel((0, 0)); zoo["P+transparency"] = pt
+    a = np.asarray(base); alpha = np.where((a == 255).all(-1), 0, 255).astype(np.uint8)
+    zoo["RGBA"] = Image.fromarray(np.dstack([a, alpha]), "RGBA")
+    zoo["LA"] = zoo["RGBA"].convert("LA")
+    zoo["I;16"] = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+    return zoo
 
 # %% ../nbs/00b_testing.ipynb #b2829e7a
 def _build_vilt(seed=0, hidden=32, layers=1, heads=2, image_size=32, patch_size=8, max_length=40):

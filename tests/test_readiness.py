@@ -75,3 +75,53 @@ def test_batch_independent_answers_cli(family, mixed_data, tmp_path):
         raw[bs] = pd.read_csv(out/"predictions.csv", keep_default_na=False).raw_output.tolist()
     assert len(raw[1]) == len(MIXED_QS)
     assert raw[1] == raw[7]
+
+
+# ---- 2. any image shape and mode ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def zoo_files(tmp_path_factory):
+    "The image zoo saved as files (PNG; JPEG for CMYK and L) and opened again, as the evaluation reads them."
+    d = tmp_path_factory.mktemp("zoo"); out = {}
+    for name, im in testing.image_zoo().items():
+        ext = "jpg" if name in ("CMYK", "L") else "png"
+        p = d/f"{name.replace(';', '').replace('+', '_')}.{ext}"; im.save(p)
+        with Image.open(p) as f: f.load(); out[name] = f.copy()
+    return out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_shape_and_mode_is_answered(family, loaded, zoo_files):
+    "1x256, 256x1, 11x256, 256x11, 2x2 and L, 1, P, RGBA, LA, CMYK, I;16 files: alone and all in one batch."
+    ad, (model, proc) = get_adapter(family), loaded(family)
+    assert {m for m in (im.mode for im in zoo_files.values())} >= {"RGB", "L", "P", "RGBA", "LA", "CMYK"}
+    names, imgs = list(zoo_files), list(zoo_files.values())
+    alone = [ad.predict(model, proc, [im], ["What color is the product?"], max_new_tokens=3)[0] for im in imgs]
+    batch = ad.predict(model, proc, imgs, ["What color is the product?"] * len(imgs), max_new_tokens=3)
+    assert len(batch) == len(names) and all(isinstance(a, str) for a in batch)
+    assert batch == alone
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen", "blip", "vilt"])
+def test_every_shape_trains(family, loaded):
+    "The training batch (what the fine-tuning collator builds) takes the same images and gives a finite loss."
+    ad, (model, proc) = get_adapter(family), loaded(family)
+    zoo = testing.image_zoo()
+    kw = {}
+    b = ad.train_batch(proc, list(zoo.values()), ["What color is it?"] * len(zoo), ["red"] * len(zoo), **kw)
+    assert torch.isfinite(model(**b).loss)
+
+
+def test_safe_image_rules():
+    from transformers import ViltImageProcessor
+    from abovqa.models import safe_image, max_ratio
+    real_vilt = ViltImageProcessor(size={"shortest_edge": 384}, size_divisor=32)
+    for name, im in testing.image_zoo().items():
+        for fam, proc in [("vilt", real_vilt), ("qwen", None), ("blip", None), ("llava", None)]:
+            out = safe_image(im, fam, proc)
+            assert out.mode == "RGB"
+            lim = max_ratio(fam, proc)
+            if lim: assert max(out.size) <= lim * min(out.size)
+            else: assert out.size == im.size
+        real_vilt(safe_image(im, "vilt", real_vilt), return_tensors="pt")   # the real ViLT settings take it
+    ok = Image.new("RGB", (256, 15)); assert safe_image(ok, "vilt", real_vilt) is ok   # ABO's 256x15 fits as it is
+    with pytest.raises(ValueError): real_vilt(Image.new("RGB", (256, 11)), return_tensors="pt")   # why the rule exists
