@@ -16,7 +16,8 @@ from abovqa import testing
 from abovqa.models import get_adapter
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white"]
-QUESTIONS = ["what color is the object?", "what shape is it?", "is it red?", "what is it made of?"]
+QUESTIONS = ["Color?", "what shape is it?", "IS IT RED?", "What is the colour of the main product shown in this photograph, in one word?",
+             "what is it made of?", "Which Pattern Does This Product Have On Its Surface?"]   # mixed token lengths
 
 
 def workload(n):
