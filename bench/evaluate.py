@@ -5,6 +5,18 @@
 The per-sample loop is how the seed project evaluated (one `generate` per question). Both paths go through
 `abovqa.models` adapters; timings are the best of `--repeats` runs, measured in this process, so the ratio is
 robust to a busy machine. Target: >= 5x at batch 32. Prints a table (and writes --json FILE).
+The questions differ in token length (1 to 17 words, mixed case), so `same_answers` also checks that padding
+does not change answers (issue #11).
+
+Measured 2026-11-29 (`--n 64 --batch-size 32 --repeats 2`, OMP_NUM_THREADS=1, tiny models on the real
+tokenizers, 2-core machine shared with other jobs, load average ~9):
+
+| family | per-sample s | batched s | per-sample /s | batched /s | speed-up | same answers |
+|---|---|---|---|---|---|---|
+| blip  | 7.737  | 0.504 | 8.3  | 127.1 | 15.4x | yes |
+| llava | 6.084  | 0.655 | 10.5 | 97.7  | 9.3x  | yes |
+| qwen  | 11.506 | 2.131 | 5.6  | 30.0  | 5.4x  | yes |
+| vilt  | 2.145  | 0.251 | 29.8 | 255.1 | 8.6x  | yes |
 """
 import argparse, json, os, sys, time
 from pathlib import Path
@@ -16,7 +28,8 @@ from abovqa import testing
 from abovqa.models import get_adapter
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white"]
-QUESTIONS = ["what color is the object?", "what shape is it?", "is it red?", "what is it made of?"]
+QUESTIONS = ["Color?", "what shape is it?", "IS IT RED?", "What is the colour of the main product shown in this photograph, in one word?",
+             "what is it made of?", "Which Pattern Does This Product Have On Its Surface?"]   # mixed token lengths
 
 
 def workload(n):

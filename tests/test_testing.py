@@ -96,10 +96,11 @@ def test_qwen_processor_image_tokens(image_size, tokens):
 
 def test_tokenizers_cover_english():
     q = "Which material was this stylish lamp's shade made of, and how many legs does the chair have?"
-    wp = T.wordpiece_tokenizer(bos=True)
+    wp = T.bert_tokenizer(blip=True)
     ids = wp(q).input_ids
-    assert wp.unk_token_id not in ids and len(ids) < 40
-    for w in T.answer_vocab(): assert len(wp.tokenize(w)) == 1, w
+    assert wp.unk_token_id not in ids and len(ids) < 40 and len(wp) == 30524
+    for w in T.answer_vocab(): assert wp.unk_token_id not in wp(w).input_ids, w
+    for w in T.answer_vocab(): assert len(T.wordpiece_tokenizer(bos=True).tokenize(w)) == 1, w   # the base BLIP's toy vocab
     for tok in (T.llama_tokenizer(), T.qwen2_tokenizer()):
         s = q + " Größe: 5 cm — ok"
         assert tok.decode(tok(s).input_ids, skip_special_tokens=True) == s
