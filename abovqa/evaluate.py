@@ -97,7 +97,8 @@ def check_model_paths(model_path: str|Path|None, # Hub id or folder
 def open_image(path: str|Path) -> tuple:
     "`(RGB image, None)`, or `(None, reason)` when the file is missing or unreadable."
     try:
-        with Image.open(path) as im: return im.convert("RGB"), None
+        from abovqa.models import to_rgb   # transparency on white, CMYK and 16-bit converted properly
+        with Image.open(path) as im: return to_rgb(im.copy()), None   # a copy: the file closes here
     except FileNotFoundError: return None, "missing"
     except Exception as e: return None, f"unreadable ({type(e).__name__})"
 

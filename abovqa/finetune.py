@@ -147,7 +147,8 @@ def recipe_callbacks(preset: str) -> list:
 
 # %% ../nbs/06_finetune.ipynb #8658c2ef
 def _open_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as im: return im.convert("RGB")
+    from abovqa.models import to_rgb   # transparency on white, CMYK and 16-bit converted properly
+    with Image.open(path) as im: return to_rgb(im.copy())   # a copy: the file closes here
 
 def _try_rgb(path: Path) -> tuple:
     "(image, None), or (None, why) when the file cannot be opened or decoded."

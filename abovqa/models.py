@@ -4,15 +4,15 @@
 
 # %% ../nbs/04_models.ipynb #380dc16c
 from __future__ import annotations
-import warnings
+import math, warnings
 from pathlib import Path
 import torch
 from PIL import Image
 
 # %% auto #0
-__all__ = ['DTYPES', 'ADAPTERS', 'native_bf16', 'resolve_dtype', 'quant_config', 'to_model', 'VQAAdapter', 'check_adapter',
-           'register', 'get_adapter', 'BlipAdapter', 'ViltAdapter', 'ChatAdapter', 'LlavaAdapter', 'QwenAdapter',
-           'bound_pixels']
+__all__ = ['DTYPES', 'SAFE_RATIO', 'ADAPTERS', 'native_bf16', 'resolve_dtype', 'quant_config', 'to_model', 'VQAAdapter',
+           'check_adapter', 'to_rgb', 'max_ratio', 'safe_image', 'register', 'get_adapter', 'mask_blip_cross_attention',
+           'BlipAdapter', 'ViltAdapter', 'ChatAdapter', 'LlavaAdapter', 'QwenAdapter', 'bound_pixels']
 
 # %% ../nbs/04_models.ipynb #27e9ce58
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
@@ -150,8 +150,58 @@ def check_adapter(adapter: str|Path, # a LoRA adapter folder (a finetune RUN_DIR
         raise UserError(f"{a} was trained on {base}, not {model_path}: pass --model-path {base} (or a folder of the same name)")
     return cfg
 
+# %% ../nbs/04_models.ipynb #2e7abfc3
+SAFE_RATIO = {"qwen": 100.0}   # fixed limits; ViLT's is read from its processor (`_vilt_max_ratio`)
+
+def to_rgb(img: Image.Image, # a PIL image in any mode
+           background=(255, 255, 255), # colour that transparent pixels are composited on
+          ) -> Image.Image:
+    "An RGB version of `img`: alpha composited on `background`; CMYK, greyscale, palette and 16-bit converted."
+    if img.mode == "RGB": return img
+    if img.mode == "P": img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        import numpy as np
+        a = np.asarray(img, dtype=np.float64)
+        a = a / 257.0 if img.mode != "F" else a * (255.0 if a.max() <= 1.0 else 1.0)
+        img = Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA"); out = Image.new("RGB", img.size, background)
+        out.paste(rgba, mask=rgba.getchannel("A")); return out
+    return img.convert("RGB")
+
+def _vilt_max_ratio(processor) -> float:
+    "Largest aspect ratio a ViLT image processor resizes without a zero side (with a 10 % margin)."
+    ip = getattr(processor, "image_processor", processor)
+    size = dict(getattr(ip, "size", None) or {}); shorter = size.get("shortest_edge") or 384
+    divisor = getattr(ip, "size_divisor", None) or 1
+    return 0.9 * int(1333 / 800 * shorter) / divisor
+
+def max_ratio(family: str|None, # model family
+              processor=None, # its processor (ViLT's limit depends on its settings)
+             ) -> float|None:
+    "The largest aspect ratio (long side / short side) `family`'s processor takes; None: any."
+    if family == "vilt": return _vilt_max_ratio(processor)
+    return SAFE_RATIO.get(family)
+
+def safe_image(img: Image.Image, # a PIL image, any mode and shape
+               family: str|None = None, # model family the image is for
+               processor=None, # that family's processor
+               background=(255, 255, 255), # colour of transparency and padding
+              ) -> Image.Image:
+    "`img` in RGB, padded (centred, on `background`) to an aspect ratio `family`'s processor can take."
+    img = to_rgb(img, background)
+    limit = max_ratio(family, processor)
+    w, h = img.size
+    if limit is None or max(w, h) <= limit * min(w, h): return img
+    side = max(math.ceil(max(w, h) / limit), 1)
+    W, H = (w, side) if w >= h else (side, h)
+    out = Image.new("RGB", (W, H), background); out.paste(img, ((W - w) // 2, (H - h) // 2))
+    return out
+
 # %% ../nbs/04_models.ipynb #c23af656
-def _rgb(images): return [im.convert("RGB") for im in images]
+def _images(self: VQAAdapter, processor, images):
+    "`images` as the processor can take them: RGB, padded to a safe aspect ratio (`safe_image`)."
+    return [safe_image(im, self.family, processor) for im in images]
 
 def _check_lengths(images, questions, answers=None):
     if len(images) != len(questions) or (answers is not None and len(answers) != len(questions)):
@@ -160,7 +210,7 @@ def _check_lengths(images, questions, answers=None):
 
 def _inputs(self: VQAAdapter, processor, images, questions):
     "Processor inputs for answering `questions` about `images` (no labels)."
-    return processor(images=_rgb(images), text=[self.prompt.format(question=q) for q in questions],
+    return processor(images=self.images(processor, images), text=[self.prompt.format(question=q) for q in questions],
                      padding=True, return_tensors="pt")
 
 def _generate(self: VQAAdapter, model, processor, batch, max_new_tokens, **gen):
@@ -187,7 +237,7 @@ def _predict(self: VQAAdapter,
     with torch.inference_mode(): ids = self.generate(model, processor, batch, max_new_tokens, **gen)
     return [s.strip() for s in processor.batch_decode(ids, skip_special_tokens=True)]
 
-VQAAdapter.inputs, VQAAdapter.generate, VQAAdapter.predict = _inputs, _generate, _predict
+VQAAdapter.images, VQAAdapter.inputs, VQAAdapter.generate, VQAAdapter.predict = _images, _inputs, _generate, _predict
 
 # %% ../nbs/04_models.ipynb #3778f888
 def _train_batch(self: VQAAdapter, processor, images, questions, answers) -> dict:
@@ -227,11 +277,28 @@ def get_adapter(family: str, # "blip", "vilt", "llava", "qwen", ...
     return ADAPTERS[family]()
 
 # %% ../nbs/04_models.ipynb #282719e8
+def _cross_mask(module, args, kwargs):
+    "Forward pre-hook: give a cross-attention its mask as `encoder_attention_mask`, the name it reads."
+    if kwargs.get("encoder_hidden_states") is not None and kwargs.get("encoder_attention_mask") is None:
+        kwargs["encoder_attention_mask"] = kwargs.get("attention_mask")
+    return args, kwargs
+
+def mask_blip_cross_attention(model, # a BLIP model (or a module containing one)
+                             ):
+    "Make BLIP's text cross-attention apply its attention mask (transformers 5.24 drops it); idempotent."
+    for name, m in model.named_modules():
+        if name.endswith("crossattention.self") and not getattr(m, "_abovqa_cross_mask", False):
+            m.register_forward_pre_hook(_cross_mask, with_kwargs=True); m._abovqa_cross_mask = True
+    return model
+
 @register
 class BlipAdapter(VQAAdapter):
     "Salesforce BLIP VQA: encoder + generating text decoder."
     family, default_id = "blip", "Salesforce/blip-vqa-base"
     auto_model, decoder_only, lora_task_type = "AutoModelForVisualQuestionAnswering", False, None
+
+    def _setup(self, model, processor, dtype):
+        return mask_blip_cross_attention(model), processor
 
     def train_batch(self, processor, images, questions, answers) -> dict:
         "Image+question inputs, `decoder_input_ids` from bos, `labels` with -100 on padding."
@@ -246,6 +313,21 @@ class BlipAdapter(VQAAdapter):
     def lora_targets(self) -> dict:
         return dict(target_modules="all-linear", exclude_modules=["cls.predictions.decoder"])
 
+    def generate(self, model, processor, batch, max_new_tokens, **gen):
+        "BLIP's `generate`, except that the decoder cross-attends to the real question tokens only (not their padding)."
+        m = model.get_base_model() if hasattr(model, "get_base_model") else model   # a PeftModel wraps it
+        image = m.vision_model(pixel_values=batch["pixel_values"])[0]
+        image_mask = torch.ones(image.shape[:-1], dtype=torch.long, device=image.device)
+        mask = batch["attention_mask"]
+        question = m.text_encoder(input_ids=batch["input_ids"], attention_mask=mask, encoder_hidden_states=image,
+                                  encoder_attention_mask=image_mask, return_dict=False)[0]
+        bos = torch.full((question.size(0), 1), m.decoder_start_token_id, dtype=torch.long, device=question.device)
+        tc = m.config.text_config
+        gen = {"repetition_penalty": 1.0, **gen}
+        return m.text_decoder.generate(input_ids=bos, eos_token_id=tc.sep_token_id, pad_token_id=tc.pad_token_id,
+                                       encoder_hidden_states=question, encoder_attention_mask=mask,
+                                       max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, **gen)
+
 # %% ../nbs/04_models.ipynb #f6187303
 @register
 class ViltAdapter(VQAAdapter):
@@ -258,7 +340,7 @@ class ViltAdapter(VQAAdapter):
         return model, processor
 
     def inputs(self, processor, images, questions):
-        return processor(images=_rgb(images), text=list(questions), padding=True, truncation=True, return_tensors="pt")
+        return processor(images=self.images(processor, images), text=list(questions), padding=True, truncation=True, return_tensors="pt")
 
     def predict(self, model, processor, images, questions, max_new_tokens=None, **kw) -> list[str]:
         "Top-1 label per question (`max_new_tokens` is ignored)."
@@ -292,13 +374,13 @@ class ChatAdapter(VQAAdapter):
         return processor.apply_chat_template(conv, add_generation_prompt=True)
 
     def inputs(self, processor, images, questions):
-        return processor(images=_rgb(images), text=[self.chat_prompt(processor, q) for q in questions],
+        return processor(images=self.images(processor, images), text=[self.chat_prompt(processor, q) for q in questions],
                          padding=True, return_tensors="pt")
 
     def train_batch(self, processor, images, questions, answers) -> dict:
         "Prompt + answer + eos; `labels` -100 on prompt, padding and image tokens."
         _check_lengths(images, questions, answers)
-        tok, images = processor.tokenizer, _rgb(images)
+        tok, images = processor.tokenizer, self.images(processor, images)
         prompts = [self.chat_prompt(processor, q) for q in questions]
         full = [p + self.answer_sep + a + tok.eos_token for p, a in zip(prompts, answers)]
         enc = processor(images=images, text=full, padding=True, return_tensors="pt")

@@ -228,7 +228,7 @@ def test_kill9_and_resume_gives_identical_predictions(data, big, tmp_path, capsy
     assert json.loads((out/"run.json").read_text())["n_answered"] == 20
 
 
-@pytest.mark.parametrize("family", ["vilt", "llava", "qwen"])
+@pytest.mark.parametrize("family", ["blip", "vilt", "llava", "qwen"])
 def test_length_grouping_matches_batch_size_one(family, data, big, tmp_path):
     "Mixed-length questions, batched longest-first: the same answers as one question at a time, in the input order."
     folder = getattr(testing, f"tiny_{family}")()
