@@ -61,7 +61,9 @@ def test_batch_size_does_not_change_answers(family, data, tmp_path):
     assert len(runs[1]) == 12 and runs[1] == runs[5]
 
 
-def test_adapter_run_is_fine_tuned(data, tmp_path):
+
+def _random_llava_adapter(out):
+    "Save a LoRA adapter with random lora_B weights (so it changes answers) for the tiny LLaVA; returns the base folder."
     from peft import get_peft_model
     from abovqa.models import get_adapter
     ad, folder = get_adapter("llava"), testing.tiny_llava()
@@ -70,7 +72,11 @@ def test_adapter_run_is_fine_tuned(data, tmp_path):
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if "lora_B" in n: p.normal_(0, 1.0)
-    pm.save_pretrained(tmp_path/"adapter")
+    pm.save_pretrained(out)
+    return folder
+
+def test_adapter_run_is_fine_tuned(data, tmp_path):
+    folder = _random_llava_adapter(tmp_path/"adapter")
     evaluate_model("llava", folder, data/"test.csv", data/"images", tmp_path/"zs", limit=4, metrics=["em"], progress=False)
     evaluate_model("llava", folder, data/"test.csv", data/"images", tmp_path/"ft", adapter=tmp_path/"adapter", limit=4,
                    metrics=["em", "cosine"], st_model=testing.minilm_path(), progress=False)
@@ -244,15 +250,7 @@ def test_length_grouping_matches_batch_size_one(family, data, big, tmp_path):
 
 def test_gpus_two_cpu_processes_identical_and_resumable(data, big, tmp_path):
     "--gpus 2 on CPU (torchrun): byte-identical predictions and metrics; with --adapter; continues a partial journal."
-    from peft import get_peft_model
-    from abovqa.models import get_adapter
-    ad, folder = get_adapter("llava"), testing.tiny_llava()
-    base, _ = ad.load(folder)
-    pm = get_peft_model(base, ad.lora_config())
-    with torch.no_grad():
-        for n, p in pm.named_parameters():
-            if "lora_B" in n: p.normal_(0, 1.0)
-    pm.save_pretrained(tmp_path/"adapter")
+    folder = _random_llava_adapter(tmp_path/"adapter")
     kw = dict(adapter=tmp_path/"adapter", limit=60, batch_size=4, max_new_tokens=3, metrics=["em", "f1"], progress=False)
     one = evaluate_model("llava", folder, big, data/"images", tmp_path/"one", **kw)
     part = tmp_path/"two"; part.mkdir()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import colour_split
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -24,18 +25,7 @@ COLORS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220), "
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
     "A split folder of coloured squares (ABO layout) with a colour question each."
-    root = tmp_path_factory.mktemp("toy")
-    for name, n in dict(train=32, val=8, test=8).items():
-        rows = []
-        for i in range(n):
-            c = list(COLORS)[i % len(COLORS)]
-            rel = f"{name[:2]}/{name}{i}.jpg"
-            (root / "images/small" / rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (40, 40), COLORS[c]).save(root / "images/small" / rel)
-            rows.append(dict(image_path=rel, question="what color is the product?", answer=c, image_id=f"{name}{i}"))
-        (root / "split").mkdir(exist_ok=True)
-        pd.DataFrame(rows).to_csv(root / "split" / f"{name}.csv", index=False)
-    return root / "split", root
+    return colour_split(tmp_path_factory.mktemp("toy"), COLORS, val=8)
 
 
 def run(split, out, family="blip", callbacks=None, **kw):
