@@ -13,7 +13,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['SECRET_NAMES', 'OFFLINE_ENV', 'environment', 'home_dir', 'run_dir', 'image_root', 'seed_everything', 'MissingSecret',
            'get_secret', 'redact', 'offline_env', 'UserError', 'MissingInput', 'BadInput', 'atomic_path', 'write_csv',
-           'atomic_files', 'skip_summary', 'package_versions', 'hardware', 'write_json', 'write_run_info']
+           'atomic_files', 'skip_summary', 'package_versions', 'hardware', 'write_json', 'write_run_info', 'opt',
+           'config_parser', 'config_from_args', 'config_argv', 'config_dict']
 
 # %% ../nbs/00_core.ipynb #eafc35ac
 def environment() -> str:
@@ -227,3 +228,84 @@ def write_run_info(out_dir: str|Path, # the run folder
     info = dict(config=config, command=" ".join(sys.argv), time=datetime.now(timezone.utc).isoformat(),
                 versions=package_versions(), hardware=hardware(), **extra)
     return write_json(info, Path(out_dir)/name)
+
+# %% ../nbs/00_core.ipynb #b1fcadcc
+import argparse, dataclasses, typing
+from fastcore.docments import docments
+
+def opt(default=dataclasses.MISSING, # the default (leave out for a required option)
+        *, choices=None, # allowed values
+        short: str|None = None, # a short flag too, e.g. '-o'
+        flag: str|None = None, # the long flag when it is not the field's name with dashes
+        list_sep: str|None = None, # parse a list field from one string split on this (e.g. ','), not from several words
+       ):
+    "A config dataclass field with command-line extras."
+    meta = {k: v for k, v in dict(choices=choices, short=short, flag=flag, list_sep=list_sep).items() if v is not None}
+    kw = dict(default_factory=default) if callable(default) and not isinstance(default, type) else dict(default=default)
+    return dataclasses.field(**kw, metadata=meta)
+
+def _opt_type(hint):
+    "(base type, is a list) of a field's annotation, with `X|None` unwrapped."
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+        hint = args[0]
+    if typing.get_origin(hint) in (list, tuple): return (typing.get_args(hint) or (str,))[0], True
+    return hint, False
+
+def _flag(f): return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+# %% ../nbs/00_core.ipynb #446d3886
+def config_parser(cls, # a config dataclass
+                  prog: str, # the command, e.g. 'abovqa evaluate'
+                  description: str|None = None, # what the command does (default: the dataclass's docstring)
+                 ) -> argparse.ArgumentParser:
+    "An argparse parser with one option per field of `cls`, its help taken from the field's docment."
+    p = argparse.ArgumentParser(prog=prog, description=description or cls.__doc__)
+    hints, docs = typing.get_type_hints(cls), docments(cls)
+    for f in dataclasses.fields(cls):
+        base, many = _opt_type(hints[f.name])
+        flags = [f.metadata["short"]] if "short" in f.metadata else []
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kw = dict(dest=f.name, help=docs.get(f.name))
+        if base is bool:
+            if default: flags, kw = ["--no-" + f.name.replace("_", "-")], dict(kw, action="store_false")
+            else: flags, kw = [*flags, _flag(f)], dict(kw, action="store_true")
+            p.add_argument(*flags, **kw); continue
+        kw.update(required=required, default=default)
+        if many and "list_sep" in f.metadata: kw["type"] = lambda s, sep=f.metadata["list_sep"], t=base: [t(x.strip()) for x in s.split(sep) if x.strip()]
+        else:
+            kw["type"] = base if base in (int, float) else str
+            if many: kw["nargs"] = "+"
+        if "choices" in f.metadata: kw["choices"] = f.metadata["choices"]
+        p.add_argument(*flags, _flag(f), **kw)
+    return p
+
+def config_from_args(cls, # a config dataclass
+                     ns: argparse.Namespace, # what `config_parser(cls).parse_args` returned
+                    ):
+    "The config `ns` describes."
+    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+
+# %% ../nbs/00_core.ipynb #5873efa8
+def config_argv(cfg, # a config dataclass instance
+                skip: tuple = (), # field names to leave out
+               ) -> list[str]:
+    "Command-line words that `config_parser(type(cfg))` parses back into `cfg`."
+    hints, out = typing.get_type_hints(type(cfg)), []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.name in skip or v is None: continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+        if default is not dataclasses.MISSING and v == default: continue
+        base, many = _opt_type(hints[f.name])
+        if base is bool: out.append(("--no-" + f.name.replace("_", "-")) if default else _flag(f)); continue
+        if many and "list_sep" in f.metadata: out += [_flag(f), f.metadata["list_sep"].join(map(str, v))]
+        elif many: out += [_flag(f), *map(str, v)]
+        else: out += [_flag(f), str(v)]
+    return out
+
+def config_dict(cfg, # a config dataclass instance
+               ) -> dict:
+    "`cfg` as JSON-ready data (paths as strings, tuples as lists): run.json's `config`."
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=_jsonable))
