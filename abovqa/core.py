@@ -238,9 +238,10 @@ def opt(default=dataclasses.MISSING, # the default (leave out for a required opt
         short: str|None = None, # a short flag too, e.g. '-o'
         flag: str|None = None, # the long flag when it is not the field's name with dashes
         list_sep: str|None = None, # parse a list field from one string split on this (e.g. ','), not from several words
+        aliases: tuple = (), # older flags still accepted, e.g. ('--model',) after a rename
        ):
     "A config dataclass field with command-line extras."
-    meta = {k: v for k, v in dict(choices=choices, short=short, flag=flag, list_sep=list_sep).items() if v is not None}
+    meta = {k: v for k, v in dict(choices=choices, short=short, flag=flag, list_sep=list_sep, aliases=tuple(aliases) or None).items() if v is not None}
     kw = dict(default_factory=default) if callable(default) and not isinstance(default, type) else dict(default=default)
     return dataclasses.field(**kw, metadata=meta)
 
@@ -278,7 +279,7 @@ def config_parser(cls, # a config dataclass
             kw["type"] = base if base in (int, float) else str
             if many: kw["nargs"] = "+"
         if "choices" in f.metadata: kw["choices"] = f.metadata["choices"]
-        p.add_argument(*flags, _flag(f), **kw)
+        p.add_argument(*flags, _flag(f), *f.metadata.get("aliases", ()), **kw)
     return p
 
 def config_from_args(cls, # a config dataclass
