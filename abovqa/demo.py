@@ -69,7 +69,8 @@ def make_data(cfg: DemoConfig, # the demo settings
     "Stages 1-4: sample catalogue, curation, Q&A generation and split; returns their counts."
     from abovqa.sample import make_sample_abo
     from abovqa.curate import curate
-    from abovqa.generate import generate, GenParams
+    from abovqa.gemini import GenParams
+    from abovqa.generate import generate
     from abovqa.split import read_vqa, split_vqa, write_split
     p = paths(cfg.out)
     _stage(0, f"{cfg.listings} listings"); make_sample_abo(p["abo"], listings=cfg.listings, seed=cfg.seed)

@@ -57,7 +57,7 @@ def estimate(items: pd.DataFrame, # from `judge_items`
              out_tokens: int = 8, # output (and thinking) tokens per reply, estimated
             ) -> dict:
     "Requests still to send, estimated tokens and cost in USD (None for a model without a price)."
-    from abovqa.generate import cost_usd
+    from abovqa.gemini import cost_usd
     todo = items[items.ask & ~items.key.isin(done)].drop_duplicates("key")
     tin = int(sum(len(p) // 4 + 4 for p in todo.prompt)); tout = out_tokens * len(todo)
     return dict(requests=len(todo), input_tokens=tin, output_tokens=tout, cost_usd=cost_usd(model, tin, tout))
@@ -67,7 +67,7 @@ class JudgeBackend:
     "One judge request through an injected `google.genai.Client`."
     def __init__(self, client, model: str, max_output_tokens: int = 16):
         from google.genai import types
-        from abovqa.generate import sampling_fixed, thinking_config
+        from abovqa.gemini import sampling_fixed, thinking_config
         self.client, self.model = client, model
         self.params = type("P", (), {"model": model})()   # call_with_retries names the model in quota messages
         kw = {} if sampling_fixed(model) else dict(candidate_count=1)   # new models answer 400 to sampling fields
@@ -84,13 +84,13 @@ class JudgeBackend:
 # %% ../nbs/07b_judge.ipynb #b83e0f54
 def ask_all(items: pd.DataFrame, # from `judge_items`
             backend, # `JudgeBackend` (or any callable row → record)
-            journal, # `abovqa.generate.Journal`
+            journal, # `abovqa.quota.Journal`
             done: dict, # journal records already there, by key
             workers: int = 4, # concurrent requests
             rpm: float|None = None, # requests per minute (None: unlimited)
            ) -> dict:
     "Send every missing judgement; returns all records by key (old and new)."
-    from abovqa.generate import RateLimiter, RetryPolicy, StopRun, call_with_retries
+    from abovqa.quota import RateLimiter, RetryPolicy, StopRun, call_with_retries
     todo = items[items.ask & ~items.key.isin(done)].drop_duplicates("key")
     limiter, stop, out = RateLimiter(rpm), threading.Event(), dict(done)
     def one(row):
@@ -109,15 +109,16 @@ def ask_all(items: pd.DataFrame, # from `judge_items`
 # %% ../nbs/07b_judge.ipynb #33f225a2
 def judge_run(run: str|Path, # scored run folder (evaluate or score)
               out_dir: str|Path, # folder for judgements.csv, judge.json, journal.jsonl
-              model: str|None = None, # judge model; `abovqa.generate.DEFAULT_MODEL` when None
-              client=None, # a google.genai.Client; `generate.make_client(base_url=...)` when None
+              model: str|None = None, # judge model; `abovqa.gemini.DEFAULT_MODEL` when None
+              client=None, # a google.genai.Client; `gemini.make_client(base_url=...)` when None
               base_url: str|None = None, # API endpoint (the fake server in tests)
               workers: int = 4, # concurrent requests
               rpm: float|None = None, # requests per minute
               dry_run: bool = False, # only print the estimate
              ) -> dict:
     "Judge every prediction of `run`; returns judge.json's content (the estimate only, when `dry_run`)."
-    from abovqa.generate import DEFAULT_MODEL, Journal, make_client
+    from abovqa.gemini import DEFAULT_MODEL, make_client
+    from abovqa.quota import Journal
     model = model or DEFAULT_MODEL
     preds, _ = load_scored(run)
     if not {"answer"} <= set(preds.columns): raise UserError(f"{run}: predictions have no answer column")
@@ -140,7 +141,7 @@ def judge_run(run: str|Path, # scored run folder (evaluate or score)
                tokens=dict(input=sum(r.get("usage", {}).get("input", 0) for r in recs.values()),
                            output=sum(r.get("usage", {}).get("output", 0) + r.get("usage", {}).get("thoughts", 0) for r in recs.values())),
                prompt=JUDGE_PROMPT, estimate=est)
-    from abovqa.generate import cost_usd
+    from abovqa.gemini import cost_usd
     res["cost_usd"] = cost_usd(model, res["tokens"]["input"], res["tokens"]["output"])
     write_csv(items.drop(columns=["prompt", "key"]), out/"judgements.csv"); write_json(res, out/"judge.json")
     if len(failed): print(f"{len(failed)} answers got no verdict (e.g. {failed.raw.iloc[0]!r}); they are left out; rerun to retry them")
@@ -160,7 +161,7 @@ def judge_cli(argv: list[str]|None = None, # arguments after `abovqa judge`
     p.add_argument("--dry-run", action="store_true", help="only show how many requests and the estimated cost")
     a = p.parse_args(argv)
     if a.workers < 1: raise UserError(f"--workers {a.workers}: use 1 or more", 2)
-    from abovqa.generate import StopRun
+    from abovqa.quota import StopRun
     try: res = judge_run(a.run, a.out, a.model, None, a.base_url, a.workers, a.rpm, a.dry_run)
     except StopRun as e: raise UserError(f"stopped: {e}; rerun the same command to continue") from None
     if a.dry_run: return 0

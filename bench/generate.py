@@ -19,7 +19,9 @@ import argparse, json, os, sys, tempfile, time
 from pathlib import Path
 import orjson, pandas as pd
 from abovqa.fakegemini import FakeGemini, toy_curated, CURATED_COLUMNS
-from abovqa.generate import GenParams, RetryPolicy, generate, make_client, plan, work_key
+from abovqa.gemini import GenParams, make_client
+from abovqa.generate import generate, plan
+from abovqa.quota import RateLimiter, RetryPolicy, work_key
 
 def throughput(n, latency, rpm, workers, tmp):
     "Requests per second achieved by generate() against the fake, end to end and in steady state, vs the bound."
@@ -50,9 +52,9 @@ def paid_defaults(n, latency, rpm, tmp):
     csv, small = toy_curated(Path(tmp)/f"paid{n}-{rpm}", n=n)
     out = Path(tmp)/f"paid-out-{rpm}"
     cuts = []
-    class Lim(g.RateLimiter):   # the engine's own limiter, kept so its cuts and final pace can be reported
+    class Lim(RateLimiter):   # the engine's own limiter, kept so its cuts and final pace can be reported
         def __init__(self, *a, **k): super().__init__(*a, **k); cuts.append(self)
-    orig, g.RateLimiter = g.RateLimiter, Lim
+    orig, g.RateLimiter = g.RateLimiter, Lim   # the name generate's run looks up
     try:
         with FakeGemini(latency=latency, rpm=rpm, tier="paid", record=False) as fake:
             t0 = time.time()

@@ -3,10 +3,11 @@ import base64, json, os, random, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import pytest
-import abovqa.generate
+import abovqa.quota
 from abovqa.fakegemini import FakeGemini, toy_curated, error_body
-from abovqa.generate import (PROMPTS, GenParams, RetryPolicy, generate, generate_cli, load_jobs, make_client, parse_reply,
-                             Journal, DONE, cost_usd, LOCK_NAME)
+from abovqa.gemini import PROMPTS, GenParams, load_jobs, make_client, parse_reply, cost_usd
+from abovqa.generate import generate, generate_cli, LOCK_NAME
+from abovqa.quota import RetryPolicy, Journal, DONE
 from abovqa.cli import main
 
 KEY = "AIzaTESTKEY-0123456789-do-not-leak"
@@ -354,7 +355,7 @@ def test_models_that_take_sampling_still_get_the_reports_settings(toy):
 def test_per_minute_429s_pace_the_run_without_using_up_attempts(tmp_path, monkeypatch):
     "A server quota of 6 requests per 1-s window (time compressed): every image gets done though each may meet several 429s."
     csv, small = toy_curated(tmp_path/"cur", n=30)
-    monkeypatch.setattr(abovqa.generate, "QUOTA_WINDOW_S", 1.0, raising=False)
+    monkeypatch.setattr(abovqa.quota, "QUOTA_WINDOW_S", 1.0)
     with FakeGemini(rpm=6, window=1.0, tier="paid", latency=0.02) as fake:
         s = run_gen(fake, csv, small, tmp_path/"out", workers=8, policy=RetryPolicy(max_attempts=2, base_s=0.01, cap_s=2))
         n429 = fake.counts[429]
