@@ -145,3 +145,29 @@ def test_rules_catch_violations():
                   "T = {'x': ('abovqa.sample:cli', 'help')}\nNOTE = 'abovqa.demo is mentioned'")
     assert imports(t, "m") == {"core", "stats", "metrics", "split", "sample"}
     assert "sample" in imports(tree("cli"), "cli")   # cli loads every command module by name (importlib)
+
+# ------------------------------------------------------------------ README.md is hand-written
+
+def readme_rendered(folder: Path, monkeypatch) -> bool:
+    "Whether `nbdev_readme` as nbdev_prepare and nbdev_docs run it (`chk_time=True`) would render README.md in `folder`."
+    import nbdev.config, nbdev.quarto
+    calls = []
+    def render(*a, **k): calls.append(a); raise RuntimeError("would render README.md")   # no quarto needed
+    monkeypatch.setattr(nbdev.quarto, "proc_nbs", render); monkeypatch.setattr(nbdev.quarto, "_sprun", render)
+    monkeypatch.chdir(folder); nbdev.config.get_config.cache_clear()
+    try: nbdev.quarto.nbdev_readme.__wrapped__(chk_time=True)
+    except RuntimeError: pass
+    finally: nbdev.config.get_config.cache_clear()
+    return bool(calls)
+
+def test_readme_not_overwritten(tmp_path, monkeypatch):
+    "settings.ini's `readme_nb` names no notebook, so nbdev never renders index.ipynb over the hand-written README.md."
+    (tmp_path/"nbs").mkdir()
+    for f in ["settings.ini", "README.md", "nbs/index.ipynb"]: (tmp_path/f).write_bytes((ROOT/f).read_bytes())
+    os.utime(tmp_path/"README.md", (0, 0))                     # older than index.ipynb: nbdev would re-render it
+    assert not readme_rendered(tmp_path, monkeypatch)
+    assert (tmp_path/"README.md").read_bytes() == (ROOT/"README.md").read_bytes()
+    ini = (tmp_path/"settings.ini").read_text()
+    assert re.search(r"^readme_nb = none$", ini, re.M)
+    (tmp_path/"settings.ini").write_text(re.sub(r"^readme_nb = .*$", "readme_nb = index.ipynb", ini, flags=re.M))
+    assert readme_rendered(tmp_path, monkeypatch)              # the check works: nbdev's default would render it
