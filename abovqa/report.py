@@ -42,16 +42,20 @@ def _read_json(path: Path) -> dict:
     try: return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
 
+def _renamed(config: dict, key: str, old: str):
+    "`config[key]`, else `config[old]`: the name it had in run folders written before the rename."
+    return config.get(key) or config.get(old)
+
 def model_label(config: dict, # the `config` of a run.json
                ) -> str:
-    "Short model name for tables and legends: `label`, else the last part of `base_model` or `model`."
+    "Short model name for tables and legends: `label`, else the last part of `base_model` or `family` (once `model`)."
     if config.get("label"): return str(config["label"])
-    name = str(config.get("base_model") or config.get("model") or "unknown")
+    name = str(config.get("base_model") or _renamed(config, "family", "model") or "unknown")
     return Path(name.rstrip("/")).name or name
 
 def run_stage(config: dict) -> str:
-    "'zero-shot' or 'fine-tuned', from `config.stage` (or the presence of an adapter)."
-    stage = config.get("stage") or ("fine-tuned" if config.get("adapter") else "zero-shot")
+    "'zero-shot' or 'fine-tuned', from `config.stage` (or the presence of a LoRA folder, `lora_dir`, once `adapter`)."
+    stage = config.get("stage") or ("fine-tuned" if _renamed(config, "lora_dir", "adapter") else "zero-shot")
     if stage not in ("zero-shot", "fine-tuned"): raise ValueError(f"unknown stage {stage!r}")
     return stage
 
@@ -244,6 +248,12 @@ def table_markdown(table: pd.DataFrame, # from `results_table`
 # %% ../nbs/07_report.ipynb #d2789e39
 STAGE_COLORS = {"zero-shot": "#9fb3c8", "fine-tuned": "#1f5f99"}
 
+def _closed(fig):
+    "`fig`, closed in pyplot: Jupyter then shows it once, as the cell's value, and a script leaks no open figure."
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return fig
+
 def _latest(table):
     return table.drop_duplicates(["model", "stage"], keep="last")
 
@@ -259,7 +269,7 @@ def plot_metrics(table: pd.DataFrame, # from `results_table`
     for ax, m in zip(axs.flat, metrics): _metric_panel(ax, t, m, models)
     for ax in axs.flat[len(metrics):]: ax.set_visible(False)
     fig.legend(*axs.flat[0].get_legend_handles_labels(), loc="outside upper center", ncols=2, frameon=False)
-    return fig
+    return _closed(fig)
 
 def _metric_panel(ax, t, metric, models):
     import numpy as np
@@ -298,7 +308,7 @@ def plot_training(runs: list[dict], # from `load_run`; those without a training 
         ax.spines[["top", "right"]].set_visible(False)
     axs[2].ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if axs[0].lines: axs[0].legend(fontsize=8, frameon=False)
-    return fig
+    return _closed(fig)
 
 # %% ../nbs/07_report.ipynb #5d883ae1
 def _run_label(r): return f"{r['model']} ({r['stage']})"
@@ -322,12 +332,12 @@ def plot_answer_forms(runs: list[dict]):
     import matplotlib.pyplot as plt
     df = answer_forms(runs)
     fig, ax = plt.subplots(figsize=(8, .45*len(df) + 1.4), layout="constrained")
-    if df.empty: ax.set_axis_off(); ax.set_title("no answer-form data"); return fig
+    if df.empty: ax.set_axis_off(); ax.set_title("no answer-form data"); return _closed(fig)
     df.iloc[::-1].plot.barh(stacked=True, ax=ax, width=.7, colormap="tab20c", edgecolor="white", legend=False)
     ax.set_xlim(0, 1); ax.set_xlabel("share of answers"); ax.set_title("Answer form", fontsize=10)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncols=len(df.columns), frameon=False, fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
-    return fig
+    return _closed(fig)
 
 # %% ../nbs/07_report.ipynb #e670d6d5
 def question_types(runs: list[dict], # from `load_run`
@@ -354,7 +364,7 @@ def plot_question_types(runs: list[dict], metric: str = "exact_match"):
     import matplotlib.pyplot as plt
     df = question_types(runs, metric)
     fig, ax = plt.subplots(figsize=(max(6, 1.6*len(df) + 2), 3.8), layout="constrained")
-    if df.empty: ax.set_axis_off(); ax.set_title("no per-question-type data"); return fig
+    if df.empty: ax.set_axis_off(); ax.set_title("no per-question-type data"); return _closed(fig)
     colors = [STAGE_COLORS["fine-tuned" if "fine-tuned" in c else "zero-shot"] for c in df.columns]
     hatches = {m: h for m, h in zip(sorted({c.split(" (")[0] for c in df.columns}), ["", "//", "..", "xx", "\\\\", "oo"]*3)}
     n = _type_counts(runs)
@@ -364,7 +374,7 @@ def plot_question_types(runs: list[dict], metric: str = "exact_match"):
         for b in cont: b.set_hatch(hatches[col.split(" (")[0]])
     ax.set_title(f"{METRICS.get(metric, metric)} per question type", fontsize=10); ax.set_xlabel("")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", frameon=False, fontsize=8); ax.spines[["top", "right"]].set_visible(False)
-    return fig
+    return _closed(fig)
 
 # %% ../nbs/07_report.ipynb #705c4361
 def load_predictions(runs: list[dict], # from `load_run`; runs without predictions.csv are skipped
@@ -430,7 +440,7 @@ def gallery(preds: pd.DataFrame, # from `load_predictions`
     for ax in axs.flat: ax.set_axis_off()
     for ax, (_, it) in zip(axs.flat, items.iterrows()): _gallery_cell(ax, it, images_root)
     if items.empty: axs.flat[0].set_title("no predictions match the filter")
-    return fig
+    return _closed(fig)
 
 def _gallery_cell(ax, it, images_root):
     p, root = Path(it.image_path), images_root or it.get("images")
@@ -546,9 +556,8 @@ def row_sources(table: pd.DataFrame, # from `results_table`
 
 # %% ../nbs/07_report.ipynb #eca0bf94
 def _save(fig, path):
-    import matplotlib.pyplot as plt
+    "Write `fig` (already closed by the function that drew it) as a PNG at `path`."
     with atomic_path(path) as tmp: fig.savefig(tmp, dpi=130)
-    plt.close(fig)
     return path
 
 def build_report(runs_dir: str|Path, # folder holding run folders (searched recursively)

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from abovqa.report import (build_report, find_runs, gallery, load_predictions, load_runs, results_table,
-                           training_log)
+from abovqa.report import (build_report, find_runs, gallery, load_predictions, load_runs, model_label, plot_answer_forms,
+                           plot_metrics, plot_question_types, plot_training, results_table, run_stage, training_log)
 
 METRICS = dict(exact_match=0.41, token_f1=0.42, rouge_l=0.44, bertscore_f1=0.97, bartscore=-4.8, cosine=0.69,
                normalizer="short", n=3, n_empty_predictions=0, bertscore_model="roberta-large", bertscore_num_layers=17,
@@ -132,3 +132,28 @@ def test_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no run folders"): build_report(tmp_path/"out", tmp_path/"o2")
     (d/"metrics.json").write_text("{}"); (d/"predictions.csv").write_text("image_path,question\nx.jpg,q\n")
     with pytest.raises(ValueError, match="predictions.csv: missing columns"): load_predictions(load_runs(tmp_path))
+
+
+def test_config_keys_new_and_old(tmp_path):
+    "run.json's `family` / `lora_dir` (issue #14) and the older `model` / `adapter` report the same."
+    rows = [("a.jpg", "What color is the product?", "red", "red", "red", True)]
+    for name, keys in [("old", dict(model="Salesforce/blip-vqa-base", adapter="runs/ft-blip")),
+                       ("new", dict(family="Salesforce/blip-vqa-base", lora_dir="runs/ft-blip"))]:
+        write_eval(tmp_path/name, None, None, METRICS, rows)
+        (tmp_path/name/"run.json").write_text(json.dumps(dict(config=keys)))   # no stage: read from the LoRA folder
+    old, new = ({k: r[k] for k in ("model", "stage")} for r in load_runs(tmp_path))
+    assert old == new == dict(model="blip-vqa-base", stage="fine-tuned")
+    assert model_label(dict(family="blip", model="x")) == "blip" and run_stage(dict(family="blip", lora_dir=None)) == "zero-shot"
+
+
+def test_plots_close_their_figures(runs):
+    "Each plot function returns a closed figure (Jupyter shows it once) that still saves."
+    import io
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.close("all")
+    rs = load_runs(runs)
+    figs = [plot_metrics(results_table(rs)), plot_training(rs), plot_answer_forms(rs), plot_question_types(rs),
+            plot_answer_forms([]), plot_question_types([]), gallery(load_predictions(rs), runs/"images")]
+    assert plt.get_fignums() == []
+    for f in figs: f.savefig(io.BytesIO(), format="png")
