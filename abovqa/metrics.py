@@ -13,12 +13,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['NORMALIZERS', 'METRICS', 'LEXICAL', 'CI', 'QUESTION_TYPES', 'normalize_blip', 'normalize_llava', 'normalize_qwen',
-           'normalize_vqa', 'number_digits', 'normalize_short', 'normalize', 'normalize_all', 'clean_reference',
-           'squad_normalize', 'exact_match', 'token_f1', 'rouge_l', 'lexical_scores', 'resolve_device',
-           'default_st_model', 'load_bertscorer', 'bertscore_baseline', 'bertscore', 'load_bart', 'bart_loglik',
-           'bartscore', 'load_sentence_model', 'cosine', 'clear_model_cache', 'intervals', 'score', 'question_type',
-           'breakdown', 'answer_form', 'evaluate_module_path', 'load_evaluate_module']
+__all__ = ['NORMALIZERS', 'METRICS', 'LEXICAL', 'CI', 'normalize_blip', 'normalize_llava', 'normalize_qwen', 'normalize_vqa',
+           'number_digits', 'normalize_short', 'normalize', 'normalize_all', 'clean_reference', 'squad_normalize',
+           'exact_match', 'token_f1', 'rouge_l', 'lexical_scores', 'resolve_device', 'default_st_model',
+           'load_bertscorer', 'bertscore_baseline', 'bertscore', 'load_bart', 'bart_loglik', 'bartscore',
+           'load_sentence_model', 'cosine', 'clear_model_cache', 'intervals', 'score', 'breakdown', 'answer_form',
+           'evaluate_module_path', 'load_evaluate_module']
+
+# %% ../nbs/03_metrics.ipynb #0ea36209
+from .vocab import QUESTION_TYPES, question_type
 
 # %% ../nbs/03_metrics.ipynb #f4070032
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
@@ -502,23 +505,6 @@ def score(predictions, # raw model answers
         summary |= intervals(df, clusters) | dict(ci=dict(CI, method="percentile cluster bootstrap over images",
                                                          n_clusters=len(set(clusters))))
     return summary, df
-
-# %% ../nbs/03_metrics.ipynb #a68040dc
-QUESTION_TYPES = ("color", "material", "shape", "count", "yes/no", "other")
-_AUX = {"is", "are", "am", "was", "were", "does", "do", "did", "can", "could", "will", "would", "should", "shall",
-        "has", "have", "had", "may", "might", "must"}
-_QTYPE_RULES = [("count", re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b")),
-                ("color", re.compile(r"\bcolou?rs?\b|\bhue\b|\bshade\b")),
-                ("material", re.compile(r"\bmaterials?\b|\bmade (?:of|from|out of)\b|\bfabric\b|\bmade with\b")),
-                ("shape", re.compile(r"\bshapes?\b|\bshaped\b"))]
-
-def question_type(question) -> str:
-    "The question's type: color, material, shape, count, yes/no or other."
-    words = _words(question)
-    if not words: return "other"
-    if words[0] in _AUX and "or" not in words: return "yes/no"
-    q = " ".join(words)
-    return next((name for name, rx in _QTYPE_RULES if rx.search(q)), "other")
 
 # %% ../nbs/03_metrics.ipynb #8c51d9a7
 def breakdown(rows: pd.DataFrame, # the per-row table from `score` (called with `questions`)

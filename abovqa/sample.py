@@ -12,21 +12,14 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['COLORS', 'SHAPES', 'PATTERNS', 'PRODUCT_TYPES', 'MATERIALS', 'COLOR_RGB', 'DARK', 'IMAGE_ID_RE', 'AWKWARD_CASES',
-           'MIN_LISTINGS', 'LISTING_FILES', 'draw_product', 'small_size', 'file_counts', 'make_sample_abo',
-           'read_listings', 'find_awkward', 'sample_abo_cli']
+__all__ = ['COLOR_RGB', 'DARK', 'IMAGE_ID_RE', 'AWKWARD_CASES', 'MIN_LISTINGS', 'LISTING_FILES', 'draw_product', 'small_size',
+           'file_counts', 'make_sample_abo', 'read_listings', 'find_awkward', 'sample_abo_cli']
 
 # %% ../nbs/00a_sample.ipynb #708dbfa7
 from .core import UserError
 
-# %% ../nbs/00a_sample.ipynb #d3c594ff
-COLORS = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "gray", "black"]
-SHAPES = ["round", "square", "rectangular", "oval"]
-PATTERNS = ["solid", "striped", "dotted"]
-PRODUCT_TYPES = {  # ABO product_type -> the one-word noun a picture of it shows
-    "DRINKING_CUP": "mug", "CHAIR": "chair", "SHOES": "shoe", "LAMP": "lamp", "BOTTLE": "bottle",
-    "CELLULAR_PHONE_CASE": "case"}
-MATERIALS = ["plastic", "wood", "metal", "leather", "fabric", "glass", "ceramic"]
+# %% ../nbs/00a_sample.ipynb #7f9dc86d
+from .vocab import COLORS, SHAPES, PATTERNS, PRODUCT_TYPES, MATERIALS
 
 # %% ../nbs/00a_sample.ipynb #746c90a5
 COLOR_RGB = {"red": (220, 30, 30), "orange": (245, 130, 20), "yellow": (240, 210, 30), "green": (40, 160, 60),

@@ -104,7 +104,7 @@ PUNCT = list("?.,!'\":;-()/&%+")
 # %% ../nbs/00b_testing.ipynb #f929640d
 def answer_vocab() -> list[str]:
     "One-word answers the tiny models know: catalogue values, generic shapes and fills, yes/no, numbers."
-    from abovqa.sample import COLORS, SHAPES, PATTERNS, PRODUCT_TYPES, MATERIALS
+    from abovqa.vocab import COLORS, SHAPES, PATTERNS, PRODUCT_TYPES, MATERIALS
     words = [*COLORS, *SHAPES, *PATTERNS, *PRODUCT_TYPES.values(), *MATERIALS, *GENERIC_SHAPES, *GENERIC_FILLS,
              "yes", "no", *NUMBERS[1:]]
     return list(dict.fromkeys(w.lower() for w in words))

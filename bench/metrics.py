@@ -19,7 +19,7 @@ for k, v in dict(HF_HUB_OFFLINE="1", HF_EVALUATE_OFFLINE="1", TRANSFORMERS_OFFLI
 
 import torch
 from abovqa import metrics as M
-from abovqa.sample import COLORS, MATERIALS, SHAPES
+from abovqa.vocab import COLORS, MATERIALS, SHAPES
 from abovqa.testing import minilm_path, tiny_bart
 
 TEMPLATES = ["{}", "{}", "{}.", "The color is {}.", "It appears to be made of {}", "It is {}.", "probably {}",

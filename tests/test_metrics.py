@@ -227,15 +227,6 @@ def test_score_normaliser_and_metric_choice():
     with pytest.raises(ValueError, match="6 predictions but 5 references"): M.score(PREDS, REFS[:5])
     with pytest.raises(ValueError, match="2 questions"): M.score(PREDS, REFS, questions=QS[:2])
 
-@pytest.mark.parametrize("q,t", [("What color is the mug?", "color"), ("Which colours are on the case?", "color"),
-    ("What material is the chair made of?", "material"), ("What is the fabric of the shoe?", "material"),
-    ("What shape is the bottle?", "shape"), ("How many legs does the chair have?", "count"),
-    ("What is the number of buttons?", "count"), ("Is the mug red?", "yes/no"), ("Are the shoes leather?", "yes/no"),
-    ("Does the case have a logo?", "yes/no"), ("Can it hold water?", "yes/no"),
-    ("Is the mug made of wood or metal?", "material"), ("What pattern is on the shoe?", "other"), ("", "other")])
-def test_question_type(q, t):
-    assert M.question_type(q) == t and t in M.QUESTION_TYPES
-
 def test_breakdown():
     _, rows = M.score(PREDS, REFS, questions=QS, metrics=M.LEXICAL)
     bd = M.breakdown(rows)

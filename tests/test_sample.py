@@ -6,8 +6,8 @@ the awkward real cases, determinism, the command line, and pictures that show wh
 import gzip, hashlib, json, math, re, subprocess, sys
 import numpy as np, pandas as pd, pytest
 from PIL import Image
-from abovqa.sample import (AWKWARD_CASES, COLOR_RGB, COLORS, DARK, SHAPES, draw_product, file_counts, find_awkward,
-                           make_sample_abo)
+from abovqa.sample import AWKWARD_CASES, COLOR_RGB, DARK, draw_product, file_counts, find_awkward, make_sample_abo
+from abovqa.vocab import COLORS, SHAPES
 
 N = 300
 FILES = [f"listings_{c}.json.gz" for c in "0123456789abcdef"]

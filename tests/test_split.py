@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from abovqa.cli import main
-from abovqa.split import PRESETS, SPLITS, question_type_fn, split_vqa
+from abovqa.split import PRESETS, SPLITS, split_vqa
+from abovqa.vocab import question_type
 
 QUESTIONS = ["What color is the {n}?", "What shape is the {n}?", "Is the {n} striped?", "How many {n}s are there?",
              "What material is the {n} made of?", "What type of product is this?"]
@@ -38,10 +39,9 @@ def test_no_image_in_two_splits(preset, seed):
 
 def test_stratified_by_question_type():
     df = vqa_table(n_images=600)
-    qt = question_type_fn()
-    whole = df.question.map(qt).value_counts(normalize=True)
+    whole = df.question.map(question_type).value_counts(normalize=True)
     for k, v in split_vqa(df, "llm", seed=3).items():
-        share = v.question.map(qt).value_counts(normalize=True).reindex(whole.index, fill_value=0)
+        share = v.question.map(question_type).value_counts(normalize=True).reindex(whole.index, fill_value=0)
         assert (share - whole).abs().max() < 0.06, (k, share.round(3).to_dict(), whole.round(3).to_dict())
 
 
@@ -57,6 +57,7 @@ def test_cli_writes_split_folder(tmp_path, capsys):
     assert f"vqa.csv:{len(df) + 2}" in err and f"vqa.csv:{len(df) + 3}" in err
     info = json.loads((tmp_path / "s" / "split.json").read_text())
     assert (info["preset"], info["seed"], info["skipped"], info["fractions"]) == ("llm", 5, 2, [0.8, 0.1, 0.1])
+    assert info["question_type_fn"] == "abovqa.vocab.question_type"
     parts = {k: pd.read_csv(tmp_path / "s" / f"{k}.csv") for k in SPLITS}
     for k, v in parts.items():
         assert list(v.columns) == list(df.columns)
