@@ -401,7 +401,7 @@ def load_predictions(runs: list[dict], # from `load_run`; runs without predictio
     return df
 
 def _question_type():
-    from abovqa.metrics import question_type
+    from abovqa.vocab import question_type
     return question_type
 
 # %% ../nbs/07_report.ipynb #f16edd62
@@ -494,7 +494,7 @@ def question_type_intervals(runs: list[dict], # from `load_run`
 def reference_quality(runs: list[dict], # from `load_run`
                      ) -> pd.DataFrame:
     "Per question type: questions, metadata-checked answers, agreement rate (from the first run whose predictions carry `meta_check`)."
-    from abovqa.metrics import question_type
+    from abovqa.vocab import question_type
     for r in runs:
         p = Path(r["path"])/"predictions.csv"
         if r["metrics"] is None or not p.exists(): continue

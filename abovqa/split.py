@@ -11,20 +11,15 @@ import numpy as np
 import pandas as pd
 
 from .core import write_json, atomic_files, skip_summary, UserError, MissingInput, BadInput
+from .vocab import question_type
 
 # %% auto #0
-__all__ = ['PRESETS', 'SPLITS', 'REQUIRED', 'question_type_fn', 'read_vqa', 'image_key', 'split_vqa', 'write_split', 'split_cli']
+__all__ = ['PRESETS', 'SPLITS', 'REQUIRED', 'read_vqa', 'image_key', 'split_vqa', 'write_split', 'split_cli']
 
 # %% ../nbs/02d_split.ipynb #b3790217
 PRESETS = {"blip": (0.8, 0.075, 0.125), "llm": (0.8, 0.1, 0.1)}  # preset: (train, val, test) fractions of the rows
 SPLITS = ("train", "val", "test")
 REQUIRED = ("image_path", "question", "answer")
-
-# %% ../nbs/02d_split.ipynb #3c88347a
-def question_type_fn():
-    "The question-type function splits are stratified by: `abovqa.metrics.question_type`."
-    from abovqa.metrics import question_type
-    return question_type
 
 # %% ../nbs/02d_split.ipynb #85bfda4c
 def read_vqa(path: str|Path, # vqa.csv written by `abovqa generate` (or any CSV/parquet with image_path, question, answer)
@@ -69,8 +64,8 @@ def split_vqa(df: pd.DataFrame, # VQA rows with image_path, question, answer (im
     "Split `df` into train/val/test with no image in two splits, stratified by question type."
     fr = np.asarray(fractions or PRESETS[preset], dtype=float)
     if len(fr) != 3 or (fr < 0).any() or abs(fr.sum() - 1) > 1e-6: raise ValueError(f"bad fractions {tuple(fr)}")
-    qt, key = question_type_fn(), image_key(df)
-    types = df["question"].map(qt)
+    key = image_key(df)
+    types = df["question"].map(question_type)
     per_img = pd.DataFrame(dict(key=key, qtype=types)).groupby("key")["qtype"]
     imgs = pd.DataFrame(dict(n=per_img.size(), stratum=per_img.agg(lambda s: s.value_counts().index[0])))
     rng, imgs["split"] = np.random.default_rng(seed), 0
@@ -84,12 +79,13 @@ def write_split(parts: dict[str, pd.DataFrame], # from `split_vqa`
                 out: str|Path, # SPLIT_DIR
                 **info) -> Path:
     "Write train/val/test.csv and split.json into `out`, all four or none (atomically); returns `out`."
-    out = Path(out); qt = question_type_fn()
+    out = Path(out)
     sizes = {k: dict(rows=len(v), images=int(image_key(v).nunique())) for k, v in parts.items()}
-    types = {k: v["question"].map(qt).value_counts().sort_index().to_dict() for k, v in parts.items()}
+    types = {k: v["question"].map(question_type).value_counts().sort_index().to_dict() for k, v in parts.items()}
     with atomic_files(*[out/f"{k}.csv" for k in parts], out/"split.json") as tmps:
         for (k, v), t in zip(parts.items(), tmps): v.to_csv(t, index=False)
-        write_json(dict(**info, sizes=sizes, question_types=types, question_type_fn=f"{qt.__module__}.{qt.__name__}"), tmps[-1])
+        fn = f"{question_type.__module__}.{question_type.__name__}"
+        write_json(dict(**info, sizes=sizes, question_types=types, question_type_fn=fn), tmps[-1])
     return out
 
 # %% ../nbs/02d_split.ipynb #3b95c533
