@@ -11,12 +11,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import UserError, get_secret, package_versions, redact, write_csv, write_json
+from .vocab import ATTRIBUTE_COLUMNS, COLORS, MATERIALS, PATTERNS, PRODUCT_TYPES, SHAPES, question_type
 from .quota import Breaker, Journal, RateLimiter, RetryPolicy, StopRun, no_gc, one_line
 from .gemini import (DEFAULT_MODEL, DEFAULT_PROMPT, PROMPTS, GenParams, GeminiBackend, Tally, cost_usd, drop_cut_off,
                      is_structured, load_jobs, make_client, parse_reply, run_batch, run_online, sent_config)
 
 # %% auto #0
-__all__ = ['REQUIRED', 'META_ATTRS', 'META_QUESTIONS', 'OUT_COLUMNS', 'LOCK_NAME', 'read_curated', 'pair_reason', 'meta_check',
+__all__ = ['REQUIRED', 'META_QUESTIONS', 'OUT_COLUMNS', 'LOCK_NAME', 'read_curated', 'pair_reason', 'meta_attr', 'meta_check',
            'answer_word', 'product_word', 'metadata_pairs', 'MetadataBackend', 'build_dataset', 'summarize',
            'to_hf_dataset', 'dataset_card', 'push_to_hub', 'plan', 'write_outputs', 'check_options', 'lock_holder',
            'run_lock', 'check_images', 'Interrupted', 'generate', 'generate_cli']
@@ -50,25 +51,21 @@ def pair_reason(question: str, answer: str, seen: set) -> str:
     seen.add(_norm_q(q)); return ""
 
 # %% ../nbs/02c_generate.ipynb #20627599
-META_ATTRS = {  # question type: (regex on the question, curated columns holding that attribute)
-    "color": (r"\bcolou?rs?\b", ("color",)),
-    "material": (r"\bmaterials?\b|\bmade (?:of|from)\b|\bfabric\b", ("material", "fabric_type")),
-    "shape": (r"\bshaped?\b", ("item_shape",)),
-    "pattern": (r"\bpatterns?\b|\bpatterned\b", ("pattern",)),
-}
-
 @functools.lru_cache(maxsize=65536)
 def _words(v): return frozenset(re.findall(r"[a-z0-9]+", str(v).lower().replace("grey", "gray")))
 
+def meta_attr(question) -> str:
+    "The metadata attribute `question` asks about (a key of `vocab.ATTRIBUTE_COLUMNS`), or ''."
+    t = question_type(question)
+    return t if t in ATTRIBUTE_COLUMNS else ""
+
 def meta_check(question: str, answer: str, row: dict) -> tuple:
     "(attribute, 'agree'|'disagree') when the question asks a metadata attribute the listing has, else ('', '')."
-    for attr, (rx, cols) in META_ATTRS.items():
-        if not re.search(rx, question, re.I): continue
-        vals = [row.get(c) for c in cols if isinstance(row.get(c), str) and row.get(c).strip()]
-        if not vals: return attr, ""
-        ok = _words(answer) and _words(answer) <= set().union(*map(_words, vals))
-        return attr, "agree" if ok else "disagree"
-    return "", ""
+    if not (attr := meta_attr(question)): return "", ""
+    vals = [row.get(c) for c in ATTRIBUTE_COLUMNS[attr] if isinstance(row.get(c), str) and row.get(c).strip()]
+    if not vals: return attr, ""
+    ok = _words(answer) and _words(answer) <= set().union(*map(_words, vals))
+    return attr, "agree" if ok else "disagree"
 
 # %% ../nbs/02c_generate.ipynb #9a7eb0db
 META_QUESTIONS = {
@@ -78,14 +75,7 @@ META_QUESTIONS = {
     "pattern": ["What pattern does it have?", "What pattern is on the product?"],
     "type": ["What type of product is this?", "What is this item?", "What kind of product is shown?"],
 }
-_META_SOURCES = {"color": ("color",), "material": ("material", "fabric_type"), "shape": ("item_shape",),
-                 "pattern": ("pattern",)}
-
-def _vocab():
-    try:
-        from abovqa import sample
-        return dict(color=sample.COLORS, material=sample.MATERIALS, shape=sample.SHAPES, pattern=sample.PATTERNS), sample.PRODUCT_TYPES
-    except (ImportError, AttributeError): return {}, {}
+_ANSWER_WORDS = dict(color=COLORS, material=MATERIALS, shape=SHAPES, pattern=PATTERNS)   # preferred word of a many-word value
 
 def answer_word(value, vocab=()) -> str:
     "One lower-case word for a metadata value ('' when there is none)."
@@ -98,16 +88,15 @@ def answer_word(value, vocab=()) -> str:
 def product_word(product_type) -> str:
     "The one-word noun for an ABO product_type."
     if not isinstance(product_type, str) or not product_type.strip(): return ""
-    known = _vocab()[1]
-    return known.get(product_type) or product_type.strip().lower().replace("-", "_").split("_")[-1]
+    return PRODUCT_TYPES.get(product_type) or product_type.strip().lower().replace("-", "_").split("_")[-1]
 
 def metadata_pairs(row: dict, # one curated row
                    attributes=None, # which of META_QUESTIONS to ask; all when None
                   ) -> list:
     "[(question, answer)] answered from the listing's metadata columns."
-    vocab, pairs = _vocab()[0], []
-    for attr, cols in _META_SOURCES.items():
-        a = next((w for c in cols if (w := answer_word(row.get(c), vocab.get(attr, ())))), "")
+    pairs = []
+    for attr, cols in ATTRIBUTE_COLUMNS.items():
+        a = next((w for c in cols if (w := answer_word(row.get(c), _ANSWER_WORDS[attr]))), "")
         if a: pairs.append((attr, a))
     if (t := product_word(row.get("product_type"))): pairs.append(("type", t))
     if attributes is not None:
@@ -163,11 +152,11 @@ def _reasons(df) -> pd.Series:
 def _meta_checks(df, cur) -> tuple:
     "`meta_check`, column-wise: (attribute, agree/disagree) Series."
     codes, uniq = pd.factorize(df.question)   # questions repeat a lot: classify each distinct one once
-    kinds = [next((n for n, (rx, _) in META_ATTRS.items() if re.search(rx, q, re.I)), "") for q in uniq]
+    kinds = [meta_attr(q) for q in uniq]
     attr = pd.Series(pd.array(kinds + [""], dtype=object)[codes], index=df.index, dtype=object)
     check, rows, ans = np.full(len(df), "", dtype=object), df._row.tolist(), df.answer.tolist()
     at_arr = np.asarray(kinds + [""], dtype=object)[codes]
-    for name, (_, cols) in META_ATTRS.items():
+    for name, cols in ATTRIBUTE_COLUMNS.items():
         sel = (at_arr == name).nonzero()[0].tolist()
         present = [cur[c].tolist() for c in cols if c in cur.columns]
         if not sel or not present: continue

@@ -17,17 +17,8 @@ TEST_HELPERS = {"sample", "testing", "fakegemini"}       # the synthetic catalog
 HELPER_USERS = TEST_HELPERS | {"demo", "cli"}           # may import them (cli: by name, from its COMMANDS table)
 MAX_LINES = 650
 
-KNOWN_VIOLATIONS = {   # today's, each to be fixed by issue #14's workstreams; remove an entry when it is fixed
-    ("back-edge", "split", "metrics"),        # 02b_split uses 03_metrics (vocab workstream: question_type moves to vocab)
-    ("back-edge", "metrics", "stats"),        # 03_metrics uses 03a_stats
-    ("back-edge", "report", "compare"),       # 07_report uses 07a_compare (significance: compare_tables)
-    ("imports-test-helper", "generate", "sample"),   # generate._vocab -> sample (vocab workstream)
-    ("too-long", "generate", ""),             # 1,215 lines (gemini workstream splits it)
+KNOWN_VIOLATIONS = {   # violations still to fix; remove an entry when it is fixed (none left)
     ("too-long", "finetune", ""),             # 1,108 lines (finetune workstream splits it)
-    ("patched-in-__all__", "fakegemini", "start"), ("patched-in-__all__", "fakegemini", "stop"),
-    ("patched-in-__all__", "fakegemini", "bodies"),  # FakeGemini.start, ... = start, ... (gemini workstream: @patch)
-    ("patched-in-__all__", "generate", "append"), ("patched-in-__all__", "generate", "close"),
-    ("patched-in-__all__", "generate", "slow_down"), ("patched-in-__all__", "generate", "ok"),
 }
 
 # ------------------------------------------------------------------ importing a light module loads no torch
