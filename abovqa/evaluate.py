@@ -12,8 +12,8 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.meta import delegates
-from .core import (UserError, image_root, offline_env, seed_everything, write_csv, write_json, write_run_info,
-                         opt, config_parser, config_from_args, config_argv, config_dict)
+from .core import UserError, image_root, offline_env, seed_everything, write_csv, write_json, write_run_info
+from .core import opt, config_parser, config_from_args, config_argv, config_dict
 from .models import get_adapter, ADAPTERS
 from .split import read_vqa
 
