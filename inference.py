@@ -1,6 +1,6 @@
 """The course's inference contract, as a thin wrapper over abovqa.
 
-    python inference.py --image_dir DIR --csv_path CSV [--model blip] [--model-path ID_OR_DIR] [--adapter DIR] [--gpus N]
+    python inference.py --image_dir DIR --csv_path CSV [--family blip] [--model-path ID_OR_DIR] [--lora-dir DIR] [--gpus N]
 
 CSV columns: image_name (relative to DIR), question, answer. Writes results.csv in the current working directory:
 the input columns plus `generated_answer` (the model's answer, normalised to one word). Rows whose image is missing,
@@ -18,9 +18,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image_dir", required=True, help="folder holding the images named in the CSV")
     p.add_argument("--csv_path", required=True, help="CSV with image_name, question, answer")
-    p.add_argument("--model", default="blip", help="model family: blip, vilt, llava, qwen")
+    p.add_argument("--family", "--model", default="blip", help="model family: blip, vilt, llava, qwen")
     p.add_argument("--model-path", default=None, help="Hub id or folder (default: the family's base checkpoint)")
-    p.add_argument("--adapter", default=None, help="LoRA adapter folder (a fine-tuned model)")
+    p.add_argument("--lora-dir", "--adapter", default=None, help="LoRA adapter folder (a fine-tuned model)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--normalizer", default="short", help="answer normaliser of abovqa.metrics")
@@ -47,19 +47,17 @@ def read_table(a):
 
 def run(a) -> int:
     from abovqa.core import write_csv
-    from abovqa.evaluate import answer_rows, check_model_paths, check_options, read_journal
+    from abovqa.evaluate import EvalConfig, answer_rows, check_model_paths, check_options, read_journal
     from abovqa.metrics import normalize_all
-    from abovqa.models import get_adapter
-    check_options(a.model, a.batch_size, a.normalizer, ["em"], None, a.max_new_tokens, a.gpus)
-    df = read_table(a)
-    check_model_paths(a.model_path, a.adapter)
-    table = df.assign(image_path=df.image_name)
-    spec = dict(model=a.model, model_path=str(a.model_path or get_adapter(a.model).default_id), adapter=a.adapter,
-                dtype=a.dtype, quant=a.quant, device_map=None, images=str(a.image_dir), batch_size=a.batch_size,
-                max_new_tokens=a.max_new_tokens, workers=2, seed=42)
     with tempfile.TemporaryDirectory(prefix="abovqa-inference-") as work:
-        run_id = uuid.uuid4().hex[:12]
-        answer_rows(spec, table, work, list(range(len(table))), a.gpus, run_id, progress=True)
+        cfg = EvalConfig(family=a.family, model_path=a.model_path, lora_dir=a.lora_dir, data=a.csv_path, images=a.image_dir,
+                         out=work, batch_size=a.batch_size, normalizer=a.normalizer, metrics=["em"],
+                         max_new_tokens=a.max_new_tokens, dtype=a.dtype, quant=a.quant, gpus=a.gpus)
+        check_options(cfg)
+        df = read_table(a)
+        check_model_paths(cfg.model_path, cfg.lora_dir)
+        table = df.assign(image_path=df.image_name)
+        answer_rows(cfg, table, work, list(range(len(table))), uuid.uuid4().hex[:12])
         answers, skips = read_journal(work)
     raw = [answers.get(i) for i in range(len(df))]
     norm = normalize_all([r or "" for r in raw], a.normalizer)

@@ -4,22 +4,24 @@
 
 # %% ../nbs/05_evaluate.ipynb #93d6394b
 from __future__ import annotations
-import argparse, hashlib, json, os, subprocess, sys, time, uuid
+import dataclasses, hashlib, inspect, json, os, subprocess, sys, time, uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
+from fastcore.meta import delegates
 from .core import UserError, image_root, offline_env, seed_everything, write_csv, write_json, write_run_info
+from .core import opt, config_parser, config_from_args, config_argv, config_dict
 from .models import get_adapter, ADAPTERS
 from .split import read_vqa
 
 # %% auto #0
-__all__ = ['read_vqa_table', 'check_options', 'load_inputs', 'check_model_paths', 'open_image', 'image_batches', 'answer_batch',
-           'length_keys', 'padding_fraction', 'predict_table', 'score_predictions', 'fingerprint', 'read_journal',
-           'open_journal', 'garbage_warning', 'answer_shard', 'launch_command', 'answer_rows', 'evaluate_model',
-           'evaluate_cli']
+__all__ = ['read_vqa_table', 'EvalConfig', 'check_options', 'load_inputs', 'check_model_paths', 'open_image', 'image_batches',
+           'answer_batch', 'length_keys', 'padding_fraction', 'predict_table', 'score_predictions', 'fingerprint',
+           'read_journal', 'open_journal', 'garbage_warning', 'answer_shard', 'launch_command', 'answer_rows',
+           'evaluate_model', 'evaluate_cli']
 
 # %% ../nbs/05_evaluate.ipynb #e0a15190
 def read_vqa_table(path: str|Path, # a CSV (or parquet) with image_path, question, answer
@@ -31,28 +33,57 @@ def read_vqa_table(path: str|Path, # a CSV (or parquet) with image_path, questio
     df.attrs["skipped_rows"] = msgs
     return df
 
+# %% ../nbs/05_evaluate.ipynb #4696e59d
+@dataclasses.dataclass(kw_only=True)
+class EvalConfig:
+    "The settings of one evaluation run: what `abovqa evaluate` parses and run.json records."
+    family: str = opt(choices=sorted(ADAPTERS), aliases=("--model",)) # model family
+    model_path: str|Path|None = None # Hub id or folder (default: the family's checkpoint)
+    lora_dir: str|Path|None = opt(None, aliases=("--adapter",)) # LoRA adapter folder to load on top
+    data: str|Path = opt() # test CSV: image_path, question, answer
+    images: str|Path = opt() # images root the image paths are relative to (ABO: images/small)
+    out: str|Path = opt(short="-o") # run folder to write (rerun to continue an interrupted run)
+    batch_size: int = 16 # questions per forward pass
+    normalizer: str = "short" # answer normaliser (see `abovqa.metrics.NORMALIZERS`)
+    metrics: list[str]|None = opt(None, list_sep=",") # comma-separated metric names (default: all six)
+    limit: int|None = None # only the first N rows
+    stage: str|None = opt(None, choices=["zero-shot", "fine-tuned"]) # report group (default: fine-tuned with --lora-dir, else zero-shot)
+    max_new_tokens: int = 8 # answer length cap (tokens)
+    dtype: str = opt("auto", choices=["auto", "fp32", "fp16", "bf16"]) # compute dtype
+    quant: str|None = opt(None, choices=["4bit", "8bit"]) # bitsandbytes quantisation
+    device_map: str|None = None # "auto": one model copy split over all GPUs (a model too big for one)
+    gpus: int = 1 # data-parallel processes (torchrun), one model copy per GPU
+    restart: bool = False # discard the answers an earlier run left in the folder
+    seed: int = 42 # random seed (generation is greedy; recorded for the record)
+    workers: int = 2 # image-reading threads
+    bertscore_model: str|None = None # BERTScore model, Hub id or folder (default: roberta-large)
+    st_model: str|None = None # sentence-transformers model of the cosine metric (default: all-MiniLM-L6-v2)
+    bart_model: str|None = None # BARTScore checkpoint (default: facebook/bart-large-cnn)
+    bertscore_num_layers: int|None = None # BERTScore layer (default: bert-score's for the model)
+    metric_device: str|None = None # torch device of the model-based metrics (default: GPU when there is one)
+    progress: bool = True # show a progress bar (`--no-progress`: none)
+
+def _metric_opts(cfg: EvalConfig) -> dict:
+    "The options of `cfg` that `abovqa.metrics.score` takes, those that are set."
+    kw = dict(bertscore_model=cfg.bertscore_model, st_model=cfg.st_model, bart_model=cfg.bart_model,
+              bertscore_num_layers=cfg.bertscore_num_layers, device=cfg.metric_device)
+    return {k: v for k, v in kw.items() if v is not None}
+
 # %% ../nbs/05_evaluate.ipynb #2410a2db
-def check_options(model: str, # model family
-                  batch_size: int = 16, # questions per forward pass
-                  normalizer: str = "short", # answer normaliser
-                  metrics=None, # metric names; None → all six
-                  limit: int|None = None, # only the first `limit` rows
-                  max_new_tokens: int = 8, # answer length cap
-                  gpus: int = 1, # data-parallel processes
-                  device_map: str|None = None, # None or "auto"
+def check_options(cfg: EvalConfig, # the run's settings
                  ) -> list[str]:
     "Raise `UserError(code=2)` for a bad option value; returns the canonical metric names."
     from abovqa.metrics import _metric_names, _normalizer
     def bad(msg): raise UserError(msg, 2)
-    if model not in ADAPTERS: bad(f"--model {model!r} is not a model family; choose one of {', '.join(sorted(ADAPTERS))}")
-    for opt, v, lo in (("--batch-size", batch_size, 1), ("--max-new-tokens", max_new_tokens, 1), ("--gpus", gpus, 1),
-                       ("--limit", 0 if limit is None else limit, 0)):
-        if not isinstance(v, int) or v < lo: bad(f"{opt} must be an integer >= {lo}, got {v!r}")
-    if gpus > 1 and device_map == "auto":
+    if cfg.family not in ADAPTERS: bad(f"--family {cfg.family!r} is not a model family; choose one of {', '.join(sorted(ADAPTERS))}")
+    for flag, v, lo in (("--batch-size", cfg.batch_size, 1), ("--max-new-tokens", cfg.max_new_tokens, 1), ("--gpus", cfg.gpus, 1),
+                        ("--limit", 0 if cfg.limit is None else cfg.limit, 0)):
+        if not isinstance(v, int) or v < lo: bad(f"{flag} must be an integer >= {lo}, got {v!r}")
+    if cfg.gpus > 1 and cfg.device_map == "auto":
         bad("--device-map auto splits one model copy over all GPUs and cannot be combined with --gpus N; use one of them")
-    try: _normalizer(normalizer)
+    try: _normalizer(cfg.normalizer)
     except ValueError as e: bad(f"--normalizer: {e}")
-    try: return _metric_names(metrics)
+    try: return _metric_names(cfg.metrics)
     except ValueError as e: bad(f"--metrics: {e}")
 
 # %% ../nbs/05_evaluate.ipynb #defd6de7
@@ -80,18 +111,18 @@ def _local(p: str) -> bool:
     return Path(p).exists() or Path(p).is_absolute() or p.startswith((".", "~")) or p.count("/") > 1
 
 def check_model_paths(model_path: str|Path|None, # Hub id or folder
-                      adapter: str|Path|None = None, # LoRA adapter folder
+                      lora_dir: str|Path|None = None, # LoRA adapter folder
                      ):
     "Raise `UserError` for a model folder that does not exist or holds no model, or an adapter folder that is not one."
     if model_path is not None and _local(str(model_path)):
         p = Path(model_path).expanduser()
         if not p.is_dir(): raise UserError(f"--model-path {model_path}: no such folder; give a model folder or a Hub id")
         if not (p/"config.json").exists(): raise UserError(f"--model-path {model_path}: not a model folder (no config.json)")
-    if adapter is not None:
-        a = Path(adapter).expanduser()
-        if not a.is_dir(): raise UserError(f"--adapter {adapter}: no such folder; give the adapter folder `abovqa finetune` wrote")
+    if lora_dir is not None:
+        a = Path(lora_dir).expanduser()
+        if not a.is_dir(): raise UserError(f"--lora-dir {lora_dir}: no such folder; give the adapter folder `abovqa finetune` wrote")
         if not (a/"adapter_config.json").exists():
-            raise UserError(f"--adapter {adapter}: not a LoRA adapter folder (no adapter_config.json)")
+            raise UserError(f"--lora-dir {lora_dir}: not a LoRA adapter folder (no adapter_config.json)")
 
 # %% ../nbs/05_evaluate.ipynb #c2e16dd7
 def open_image(path: str|Path) -> tuple:
@@ -307,13 +338,13 @@ def garbage_warning(raw: list, # raw answers (None = skipped)
     return None
 
 # %% ../nbs/05_evaluate.ipynb #7a2d17db
-def _device_map(spec: dict, local_rank: int):
+def _device_map(cfg: EvalConfig, local_rank: int):
     import torch
-    if spec.get("device_map") is not None or not torch.cuda.is_available(): return spec.get("device_map")
+    if cfg.device_map is not None or not torch.cuda.is_available(): return cfg.device_map
     torch.cuda.set_device(local_rank)
     return {"": local_rank}
 
-def answer_shard(spec: dict, # model, model_path, adapter, dtype, quant, device_map, images, batch_size, max_new_tokens, workers
+def answer_shard(cfg: EvalConfig, # the run's settings (family, model_path, lora_dir, dtype, quant, images, batch size, ...)
                  table: pd.DataFrame, # image_path, question rows
                  out_dir: str|Path, # run folder: journal-<rank>.jsonl goes there
                  rows: list[int], # row indices to answer
@@ -322,12 +353,12 @@ def answer_shard(spec: dict, # model, model_path, adapter, dtype, quant, device_
                  progress: bool = True, # tqdm bar
                 ) -> dict:
     "Load the model and answer `rows` into `journal-<rank>.jsonl`; returns load/predict seconds and padding stats."
-    t0, ad = time.time(), get_adapter(spec["model"])
-    mdl, proc = ad.load(spec["model_path"], dtype=spec["dtype"], quant=spec["quant"], adapter=spec["adapter"],
-                        device_map=_device_map(spec, local_rank))
+    t0, ad = time.time(), get_adapter(cfg.family)
+    mdl, proc = ad.load(str(cfg.model_path or ad.default_id), dtype=cfg.dtype, quant=cfg.quant,
+                        lora_dir=None if cfg.lora_dir is None else str(cfg.lora_dir), device_map=_device_map(cfg, local_rank))
     t1, stats, app = time.time(), {}, _appender(Path(out_dir)/f"journal-{rank}.jsonl")
     try:
-        predict_table(ad, mdl, proc, table, spec["images"], spec["batch_size"], spec["max_new_tokens"], spec["workers"],
+        predict_table(ad, mdl, proc, table, cfg.images, cfg.batch_size, cfg.max_new_tokens, cfg.workers,
                       progress, rows=rows, on_batch=lambda recs: app([{**r, "run": run_id} if "skip" in r else r for r in recs]),
                       stats=stats)
     finally: app.close()
@@ -339,42 +370,43 @@ def _free_memory():
     gc.collect()
     if torch.cuda.is_available(): torch.cuda.empty_cache()
 
-def _shard_main(plan_path: str):
-    "The body of one torchrun process: answer this rank's share of the plan's rows."
+def _shard_main(argv: list[str]|None = None):
+    "The body of one torchrun process: `[plan path, *config argv]`; answers this rank's share of the plan's rows."
     from abovqa.core import offline_env; offline_env()
-    plan, e = json.loads(Path(plan_path).read_text()), os.environ
+    argv = sys.argv[1:] if argv is None else argv
+    plan_path, cfg = Path(argv[0]), config_from_args(EvalConfig, _parser().parse_args(argv[1:]))
+    plan, e = json.loads(plan_path.read_text()), os.environ
     rank, world, local = int(e.get("RANK", 0)), int(e.get("WORLD_SIZE", 1)), int(e.get("LOCAL_RANK", 0))
-    out = Path(plan_path).parent
+    out = plan_path.parent
     table = pd.read_csv(out/".table.csv", dtype=str, keep_default_na=False)
-    seed_everything(plan["spec"].get("seed", 42))
-    res = answer_shard(plan["spec"], table, out, plan["todo"][rank::world], rank, local, plan["run"], plan["progress"] and rank == 0)
+    seed_everything(cfg.seed)
+    res = answer_shard(cfg, table, out, plan["todo"][rank::world], rank, local, plan["run"], cfg.progress and rank == 0)
     write_json(res, out/f".shard-{rank}.json")
 
-def launch_command(plan_path: str|Path, # the plan written by `answer_rows`
-                   gpus: int, # processes
+def launch_command(cfg: EvalConfig, # the run's settings; `cfg.gpus` processes
+                   plan_path: str|Path, # the plan written by `answer_rows` (rows to do, run id)
                   ) -> list[str]:
-    "The torchrun command line that runs `gpus` answering processes."
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "--no-python",
-            sys.executable, "-c", f"from abovqa.evaluate import _shard_main; _shard_main({str(plan_path)!r})"]
+    "The torchrun command line that runs `cfg.gpus` answering processes, each given `cfg` as command-line options."
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.gpus}", "--no-python",
+            sys.executable, "-c", "from abovqa.evaluate import _shard_main; _shard_main()", str(plan_path),
+            *config_argv(cfg, skip=("gpus", "restart"))]
 
-def answer_rows(spec: dict, # see `answer_shard`
+def answer_rows(cfg: EvalConfig, # the run's settings (`cfg.gpus` processes, torchrun when > 1)
                 table: pd.DataFrame, # image_path, question rows
                 out_dir: str|Path, # run folder (journals)
                 todo: list[int], # rows still to answer
-                gpus: int = 1, # processes (torchrun when > 1)
                 run_id: str = "", # tags this run's skip records
-                progress: bool = True, # tqdm bar
                ) -> dict:
-    "Answer `todo` in this process or in `gpus` torchrun processes; returns the timing and padding stats."
-    out = Path(out_dir)
+    "Answer `todo` in this process or in `cfg.gpus` torchrun processes; returns the timing and padding stats."
+    out, gpus = Path(out_dir), cfg.gpus
     if gpus <= 1 or int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        return answer_shard(spec, table, out, todo, run_id=run_id, progress=progress)
+        return answer_shard(cfg, table, out, todo, run_id=run_id, progress=cfg.progress)
     write_csv(table[["image_path", "question"]], out/".table.csv")
-    plan = write_json(dict(spec=spec, todo=todo, run=run_id, progress=progress), out/".plan.json")
+    plan = write_json(dict(todo=todo, run=run_id), out/".plan.json")
     for f in out.glob(".shard-*.json"): f.unlink()
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    rc = subprocess.run(launch_command(plan, gpus), env=env).returncode
+    rc = subprocess.run(launch_command(cfg, plan), env=env).returncode
     if rc: raise RuntimeError(f"{gpus} answering processes stopped (torchrun exit {rc}); the answers so far are in "
                               f"{out}/journal-*.jsonl: rerun the same command to continue")
     shards = [json.loads(f.read_text()) for f in sorted(out.glob(".shard-*.json"))]
@@ -389,43 +421,38 @@ def _skip_summary(skipped: pd.DataFrame, n: int, path: Path) -> str:
     eg = ", ".join(skipped.image_path.head(3))
     return f"{len(skipped)} of {n} rows skipped ({reasons}), e.g. {eg}; full list: {path}"
 
-def evaluate_model(model: str, # model family: blip, vilt, llava, qwen
-                   model_path: str|Path|None, # Hub id or folder; the family's default checkpoint when None
-                   data_csv: str|Path, # test table: image_path, question, answer
-                   images_root: str|Path, # folder the image paths are relative to (ABO: images/small)
-                   out_dir: str|Path, # run folder to write (its journal makes a rerun continue)
-                   adapter: str|Path|None = None, # LoRA adapter folder to put on the model
-                   batch_size: int = 16, # questions per forward pass
-                   normalizer: str = "short", # answer normaliser
-                   max_new_tokens: int = 8, # answer length cap (tokens)
-                   limit: int|None = None, # only the first `limit` rows
-                   metrics=None, # metric names; None → all six
-                   stage: str|None = None, # "zero-shot" or "fine-tuned"; from `adapter` when None
-                   dtype: str = "auto", # auto, fp32, fp16, bf16
-                   quant: str|None = None, # None, 4bit, 8bit
-                   device_map: str|None = None, # None or "auto" (one copy split over GPUs)
-                   seed: int = 42, # random seed (generation is greedy; recorded for the record)
-                   workers: int = 2, # image-reading threads
-                   progress: bool = True, # tqdm bar
-                   gpus: int = 1, # data-parallel processes (torchrun), one model copy per GPU
-                   restart: bool = False, # discard the answers of an earlier run in `out_dir`
-                   **metric_opts, # passed to `abovqa.metrics.score`
+def _show_required(cls):
+    "Decorator: put `cls`'s required fields into the signature as keyword-only parameters (`delegates` adds those with a default)."
+    M = dataclasses.MISSING
+    def _f(f):
+        sig = inspect.signature(f)
+        req = [inspect.Parameter(x.name, inspect.Parameter.KEYWORD_ONLY, annotation=x.type) for x in dataclasses.fields(cls)
+               if x.default is M and x.default_factory is M]
+        first, *rest = sig.parameters.values()
+        f.__signature__ = sig.replace(parameters=[first, *req, *rest])
+        return f
+    return _f
+
+@_show_required(EvalConfig)
+@delegates(EvalConfig)
+def evaluate_model(cfg: EvalConfig|None = None, # the run's settings; built from `kwargs` when None (or updated by them)
+                   **kwargs, # `EvalConfig` fields
                   ) -> dict:
-    "Evaluate one model on a VQA table; writes predictions.csv, metrics.json, run.json into `out_dir`; returns metrics."
-    t0, out = time.time(), Path(out_dir)
-    check_options(model, batch_size, normalizer, metrics, limit, max_new_tokens, gpus, device_map)
-    table, ad = load_inputs(data_csv, images_root, limit), get_adapter(model)
-    check_model_paths(model_path, adapter)
+    "Evaluate one model on a VQA table; writes predictions.csv, metrics.json, run.json into `cfg.out`; returns metrics."
+    cfg = EvalConfig(**kwargs) if cfg is None else dataclasses.replace(cfg, **kwargs)
+    t0, out = time.time(), Path(cfg.out)
+    check_options(cfg)
+    table, ad = load_inputs(cfg.data, cfg.images, cfg.limit), get_adapter(cfg.family)
+    check_model_paths(cfg.model_path, cfg.lora_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seed_everything(seed)
-    spec = dict(model=model, model_path=str(model_path or ad.default_id), adapter=None if adapter is None else str(adapter),
-                dtype=dtype, quant=quant, device_map=device_map, images=str(images_root), batch_size=batch_size,
-                max_new_tokens=max_new_tokens, workers=workers, seed=seed)
-    fp = fingerprint(table, **{k: spec[k] for k in ("model", "model_path", "adapter", "dtype", "quant", "max_new_tokens")})
-    done, run_id = open_journal(out, fp, restart), uuid.uuid4().hex[:12]
+    seed_everything(cfg.seed)
+    model_path, lora_dir = str(cfg.model_path or ad.default_id), None if cfg.lora_dir is None else str(cfg.lora_dir)
+    fp = fingerprint(table, model=cfg.family, model_path=model_path, adapter=lora_dir,   # journal.json keys as before the
+                     dtype=cfg.dtype, quant=cfg.quant, max_new_tokens=cfg.max_new_tokens)  # renames: old run folders resume
+    done, run_id = open_journal(out, fp, cfg.restart), uuid.uuid4().hex[:12]
     todo = [i for i in range(len(table)) if i not in done]
     if done: print(f"resuming: {len(done)} of {len(table)} rows already answered in {out}", file=sys.stderr)
-    stats = answer_rows(spec, table, out, todo, gpus, run_id, progress) if todo else {}
+    stats = answer_rows(cfg, table, out, todo, run_id) if todo else {}
     t2 = time.time()
     answers, skips = read_journal(out)
     raw = [answers.get(i) for i in range(len(table))]
@@ -438,17 +465,16 @@ def evaluate_model(model: str, # model family: blip, vilt, llava, qwen
     elif (out/"skipped.csv").exists(): (out/"skipped.csv").unlink()
     warn = garbage_warning(raw)
     if warn: print(f"WARNING: {warn}", file=sys.stderr)
-    config = dict(model=model, model_path=spec["model_path"], adapter=spec["adapter"],
-                  stage=stage or ("fine-tuned" if adapter else "zero-shot"), data=str(data_csv), images=str(images_root),
-                  batch_size=batch_size, normalizer=normalizer, max_new_tokens=max_new_tokens, limit=limit,
-                  metrics=metrics, dtype=dtype, quant=quant, device_map=device_map, seed=seed, gpus=gpus, metric_opts=metric_opts)
-    info = dict(seed=seed, n_rows=len(table), n_answered=len(answered), resumed_rows=len(done), skipped_images=len(skipped),
+    metric_opts = _metric_opts(cfg)
+    config = dict(config_dict(cfg), model_path=model_path, lora_dir=lora_dir,
+                  stage=cfg.stage or ("fine-tuned" if cfg.lora_dir else "zero-shot"), metric_opts=metric_opts)
+    info = dict(seed=cfg.seed, n_rows=len(table), n_answered=len(answered), resumed_rows=len(done), skipped_images=len(skipped),
                 skipped_rows=table.attrs.get("skipped_rows", []), skipped_reasons=skipped.reason.value_counts().to_dict(),
                 garbage_warning=warn)
     if not answered:
         write_run_info(out, config, **info, status="failed")
         raise UserError(f"no row could be answered: {_skip_summary(skipped, len(table), out/'skipped.csv')}")
-    preds, report = score_predictions(table, raw, normalizer, metrics, **metric_opts)
+    preds, report = score_predictions(table, raw, cfg.normalizer, cfg.metrics, **metric_opts)
     report["garbage_warning"] = warn
     t3 = time.time()
     write_csv(preds, out/"predictions.csv")
@@ -462,42 +488,13 @@ def evaluate_model(model: str, # model family: blip, vilt, llava, qwen
     return report
 
 # %% ../nbs/05_evaluate.ipynb #c19b2c4c
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="abovqa evaluate", description="Zero-shot or fine-tuned evaluation of a VQA model on a test table.")
-    p.add_argument("--model", required=True, choices=sorted(ADAPTERS), help="model family")
-    p.add_argument("--model-path", default=None, help="Hub id or folder (default: the family's checkpoint)")
-    p.add_argument("--adapter", default=None, help="LoRA adapter folder to load on top")
-    p.add_argument("--data", required=True, help="test CSV: image_path, question, answer")
-    p.add_argument("--images", required=True, help="images root the image paths are relative to (ABO: images/small)")
-    p.add_argument("-o", "--out", required=True, help="run folder to write (rerun to continue an interrupted run)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--normalizer", default="short")
-    p.add_argument("--metrics", default=None, help="comma-separated metric names (default: all six)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N rows")
-    p.add_argument("--stage", choices=["zero-shot", "fine-tuned"], default=None)
-    p.add_argument("--max-new-tokens", type=int, default=8)
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--quant", default=None, choices=["4bit", "8bit"])
-    p.add_argument("--device-map", default=None, help='"auto": one model copy split over all GPUs (a model too big for one)')
-    p.add_argument("--gpus", type=int, default=1, help="data-parallel processes (torchrun), one model copy per GPU")
-    p.add_argument("--restart", action="store_true", help="discard the answers an earlier run left in the folder")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--workers", type=int, default=2, help="image-reading threads")
-    for m in ("bertscore-model", "st-model", "bart-model"): p.add_argument(f"--{m}", default=None)
-    p.add_argument("--bertscore-num-layers", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
-    return p
+def _parser():
+    return config_parser(EvalConfig, "abovqa evaluate", "Zero-shot or fine-tuned evaluation of a VQA model on a test table.")
 
 def evaluate_cli(argv: list[str]|None = None) -> int:
     "`abovqa evaluate`: run `evaluate_model` from the command line; prints the summary."
-    a = _parser().parse_args(argv)
-    opts = {k: v for k, v in dict(bertscore_model=a.bertscore_model, st_model=a.st_model, bart_model=a.bart_model,
-                                  bertscore_num_layers=a.bertscore_num_layers).items() if v is not None}
-    res = evaluate_model(a.model, a.model_path, a.data, a.images, a.out, adapter=a.adapter, batch_size=a.batch_size,
-                         normalizer=a.normalizer, max_new_tokens=a.max_new_tokens, limit=a.limit,
-                         metrics=a.metrics.split(",") if a.metrics else None, stage=a.stage, dtype=a.dtype,
-                         quant=a.quant, device_map=a.device_map, seed=a.seed, workers=a.workers,
-                         progress=not a.no_progress, gpus=a.gpus, restart=a.restart, **opts)
+    cfg = config_from_args(EvalConfig, _parser().parse_args(argv))
+    res = evaluate_model(cfg)
     print(pd.Series({k: v for k, v in res["summary"].items() if isinstance(v, (int, float))}).to_string())
-    print(f"wrote {a.out}/predictions.csv, metrics.json, run.json")
+    print(f"wrote {cfg.out}/predictions.csv, metrics.json, run.json")
     return 0

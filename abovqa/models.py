@@ -7,6 +7,7 @@ from __future__ import annotations
 import math, warnings
 from pathlib import Path
 import torch
+from fastcore.basics import patch
 from PIL import Image
 
 # %% auto #0
@@ -97,17 +98,18 @@ def _placement(quant, device_map):
     if quant is not None and torch.cuda.is_available(): return {"": torch.cuda.current_device()}
     return None
 
-def _load(self: VQAAdapter,
-          path: str|Path|None = None, # Hub id or local folder; the family's `default_id` when None
-          dtype: str|torch.dtype = "auto", # "auto", "fp32", "fp16", "bf16"
-          quant: str|None = None, # None, "4bit" or "8bit" (bitsandbytes)
-          device_map: str|dict|None = None, # None: GPU 0 when there is one; "auto": spread over GPUs
-          adapter: str|Path|None = None, # a LoRA adapter folder (peft) to put on top
-          **kw, # more `from_pretrained` kwargs for the model
+@patch
+def load(self: VQAAdapter,
+         path: str|Path|None = None, # Hub id or local folder; the family's `default_id` when None
+         dtype: str|torch.dtype = "auto", # "auto", "fp32", "fp16", "bf16"
+         quant: str|None = None, # None, "4bit" or "8bit" (bitsandbytes)
+         device_map: str|dict|None = None, # None: GPU 0 when there is one; "auto": spread over GPUs
+         lora_dir: str|Path|None = None, # a LoRA adapter folder (peft) to put on top
+         **kw, # more `from_pretrained` kwargs for the model
          ):
     "Load `(model, processor)` for inference: eval mode, left padding for decoder models."
     path = str(path or self.default_id)
-    if adapter is not None: check_adapter(adapter, self.family, path)   # before any weights load
+    if lora_dir is not None: check_adapter(lora_dir, self.family, path)   # before any weights load
     dt = resolve_dtype(dtype, self.prefer_bf16)
     mkw = {**self.model_kwargs(dt, quant), **kw}
     dm = _placement(quant, device_map)
@@ -116,12 +118,10 @@ def _load(self: VQAAdapter,
     if dm is None and torch.cuda.is_available(): model = model.to("cuda")
     processor = self.load_processor(path)
     model, processor = self._setup(model, processor, dt)
-    if adapter is not None:
+    if lora_dir is not None:
         from peft import PeftModel
-        model = PeftModel.from_pretrained(model, str(adapter))
+        model = PeftModel.from_pretrained(model, str(lora_dir))
     return model.eval(), processor
-
-VQAAdapter.load = _load
 
 # %% ../nbs/04_models.ipynb #b2adp01
 def _base_name(p: str) -> str:
@@ -130,22 +130,23 @@ def _base_name(p: str) -> str:
     if m := re.search(r"models--[^/]+--([^/]+)", str(p)): return m[1].lower()
     return Path(str(p).rstrip("/")).name.lower()
 
-def check_adapter(adapter: str|Path, # a LoRA adapter folder (a finetune RUN_DIR or a peft `save_pretrained` folder)
+def check_adapter(lora_dir: str|Path, # a LoRA adapter folder (a finetune RUN_DIR or a peft `save_pretrained` folder)
                   family: str, # the family it is about to be loaded into
                   model_path: str|Path, # the base model it is about to be put on
                  ) -> dict:
     "Refuse (`core.UserError`) an adapter made for another family or base model; returns its adapter_config.json."
     import json
     from abovqa.core import UserError
-    a = Path(adapter)
+    a = Path(lora_dir)
     if not (a/"adapter_config.json").is_file():
-        raise UserError(f"{a}: no adapter_config.json here: --adapter must be a LoRA adapter folder (a finetune RUN_DIR)")
+        raise UserError(f"{a}: no adapter_config.json here: --lora-dir must be a LoRA adapter folder (a finetune RUN_DIR)")
     cfg = json.loads((a/"adapter_config.json").read_text())
     try: run = json.loads((a/"run.json").read_text()).get("config", {})     # abovqa's own record, when there is one
     except (OSError, ValueError, AttributeError): run = {}
-    fam, base = run.get("model"), cfg.get("base_model_name_or_path") or run.get("model_path")
+    fam = run.get("family") or run.get("model")     # `model` in a run.json written before the rename
+    base = cfg.get("base_model_name_or_path") or run.get("model_path")
     if fam and fam != family:
-        raise UserError(f"{a} is a {fam} adapter, not {family}: use --model {fam} --model-path {run.get('model_path') or base}")
+        raise UserError(f"{a} is a {fam} adapter, not {family}: use --family {fam} --model-path {run.get('model_path') or base}")
     if base and str(base).rstrip("/") != str(model_path).rstrip("/") and _base_name(base) != _base_name(model_path):
         raise UserError(f"{a} was trained on {base}, not {model_path}: pass --model-path {base} (or a folder of the same name)")
     return cfg
@@ -199,7 +200,8 @@ def safe_image(img: Image.Image, # a PIL image, any mode and shape
     return out
 
 # %% ../nbs/04_models.ipynb #c23af656
-def _images(self: VQAAdapter, processor, images):
+@patch
+def images(self: VQAAdapter, processor, images):
     "`images` as the processor can take them: RGB, padded to a safe aspect ratio (`safe_image`)."
     return [safe_image(im, self.family, processor) for im in images]
 
@@ -208,12 +210,14 @@ def _check_lengths(images, questions, answers=None):
         raise ValueError(f"got {len(images)} images for {len(questions)} questions"
                          + ("" if answers is None else f" and {len(answers)} answers"))
 
-def _inputs(self: VQAAdapter, processor, images, questions):
+@patch
+def inputs(self: VQAAdapter, processor, images, questions):
     "Processor inputs for answering `questions` about `images` (no labels)."
     return processor(images=self.images(processor, images), text=[self.prompt.format(question=q) for q in questions],
                      padding=True, return_tensors="pt")
 
-def _generate(self: VQAAdapter, model, processor, batch, max_new_tokens, **gen):
+@patch
+def generate(self: VQAAdapter, model, processor, batch, max_new_tokens, **gen):
     "Greedy generation; the new token ids only for decoder models."
     gen = {"repetition_penalty": 1.0, **gen}   # pure greedy: Qwen2.5-VL's Hub config sets 1.05, which penalises words of the question
     if not self.decoder_only:   # BLIP-style generate sets its own pad/bos
@@ -222,13 +226,14 @@ def _generate(self: VQAAdapter, model, processor, batch, max_new_tokens, **gen):
                          pad_token_id=processor.tokenizer.pad_token_id, **gen)
     return out[:, batch["input_ids"].shape[1]:]
 
-def _predict(self: VQAAdapter,
-             model, # a model from `load`
-             processor, # its processor
-             images: list, # PIL images
-             questions: list[str], # one question per image
-             max_new_tokens: int = 8, # answer length cap (tokens)
-             **gen, # more `generate` kwargs
+@patch
+def predict(self: VQAAdapter,
+            model, # a model from `load`
+            processor, # its processor
+            images: list, # PIL images
+            questions: list[str], # one question per image
+            max_new_tokens: int = 8, # answer length cap (tokens)
+            **gen, # more `generate` kwargs
             ) -> list[str]:
     "Raw answers, one per question: greedy, batched."
     _check_lengths(images, questions)
@@ -237,30 +242,29 @@ def _predict(self: VQAAdapter,
     with torch.inference_mode(): ids = self.generate(model, processor, batch, max_new_tokens, **gen)
     return [s.strip() for s in processor.batch_decode(ids, skip_special_tokens=True)]
 
-VQAAdapter.images, VQAAdapter.inputs, VQAAdapter.generate, VQAAdapter.predict = _images, _inputs, _generate, _predict
-
 # %% ../nbs/04_models.ipynb #3778f888
-def _train_batch(self: VQAAdapter, processor, images, questions, answers) -> dict:
+@patch
+def train_batch(self: VQAAdapter, processor, images, questions, answers) -> dict:
     "A dict of tensors with `labels` for `model(**batch).loss`."
     raise NotImplementedError(f"{type(self).__name__} has no train_batch")
 
-def _lora_targets(self: VQAAdapter) -> dict:
+@patch
+def lora_targets(self: VQAAdapter) -> dict:
     "LoRA target, excluded and fully-trained modules for this family."
     return dict(target_modules="all-linear")
 
-def _lora_config(self: VQAAdapter,
-                 r: int = 16, # LoRA rank
-                 alpha: int = 32, # LoRA alpha (scaling = alpha / r)
-                 dropout: float = 0.05, # dropout on the LoRA branch
-                 **overrides, # any other `LoraConfig` field, e.g. target_modules, modules_to_save
+@patch
+def lora_config(self: VQAAdapter,
+                r: int = 16, # LoRA rank
+                alpha: int = 32, # LoRA alpha (scaling = alpha / r)
+                dropout: float = 0.05, # dropout on the LoRA branch
+                **overrides, # any other `LoraConfig` field, e.g. target_modules, modules_to_save
                 ):
     "A `peft.LoraConfig` with this family's defaults."
     from peft import LoraConfig
     kw = dict(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type=self.lora_task_type,
               **self.lora_targets())
     return LoraConfig(**{**kw, **overrides})
-
-VQAAdapter.train_batch, VQAAdapter.lora_targets, VQAAdapter.lora_config = _train_batch, _lora_targets, _lora_config
 
 # %% ../nbs/04_models.ipynb #eb3a78ac
 ADAPTERS: dict[str, type[VQAAdapter]] = {}

@@ -49,7 +49,7 @@ def run_cli(args):
 def bench_gpus(d: Path, data: Path, gpus: int, hidden: int = 512, layers: int = 4) -> dict:
     from abovqa import testing
     model = testing.tiny_vilt(d/"vilt-wide", hidden=hidden, layers=layers, heads=4, image_size=64)
-    base = ["--model", "vilt", "--model-path", str(model), "--data", str(data), "--images", str(d/"images"),
+    base = ["--family", "vilt", "--model-path", str(model), "--data", str(data), "--images", str(d/"images"),
             "--metrics", "em,f1", "--batch-size", "16", "--no-progress"]
     res = {}
     for n in (1, gpus):

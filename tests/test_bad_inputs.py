@@ -117,16 +117,16 @@ CASES = [  # (id, command, args ({x}: a path from `world`, {out}: a prefilled ou
     ("split-preset-bad", "split", ["{vqa}", "-o", "{out}", "--preset", "big"], 2, "invalid choice: 'big'", None),
     ("split-out-is-file", "split", ["{vqa}", "-o", "{a_file.txt}"], 2, "is a file, not a folder", None),
     # evaluate (tiny BLIP)
-    ("evaluate-data-missing", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{nope.csv}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "nope.csv", None),
-    ("evaluate-data-columns", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{no_answer.csv}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "answer", None),
-    ("evaluate-model-path-missing", "evaluate", ["--model", "blip", "--model-path", "{nope_model}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "re:nope_model.*(no such|not found|does not exist|not a model)", None),
-    ("evaluate-normalizer-bad", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--normalizer", "weird", "--no-progress"], 2, "weird", None),
-    ("evaluate-metrics-bad", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--metrics", "exact_match,vibes", "--no-progress"], 2, "vibes", None),
-    ("evaluate-batch-size-0", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--batch-size", "0", "--no-progress"], 2, "--batch-size", None),
-    ("evaluate-limit-negative", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--limit", "-1", "--no-progress"], 2, "--limit", None),
-    ("evaluate-family-bad", "evaluate", ["--model", "gpt", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}"], 2, "invalid choice: 'gpt'", None),
-    ("evaluate-wrong-images", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{empty_dir}", "-o", "{out}", "--metrics", "exact_match", "--no-progress"], 1, "image", None),
-    ("evaluate-adapter-not-adapter", "evaluate", ["--model", "blip", "--model-path", "{blip}", "--adapter", "{empty_dir}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "re:empty_dir.*(adapter_config|not a LoRA adapter|not an adapter)", None),
+    ("evaluate-data-missing", "evaluate", ["--family", "blip", "--model-path", "{blip}", "--data", "{nope.csv}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "nope.csv", None),
+    ("evaluate-data-columns", "evaluate", ["--family", "blip", "--model-path", "{blip}", "--data", "{no_answer.csv}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "answer", None),
+    ("evaluate-model-path-missing", "evaluate", ["--family", "blip", "--model-path", "{nope_model}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "re:nope_model.*(no such|not found|does not exist|not a model)", None),
+    ("evaluate-normalizer-bad", "evaluate", ["--family", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--normalizer", "weird", "--no-progress"], 2, "weird", None),
+    ("evaluate-metrics-bad", "evaluate", ["--family", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--metrics", "exact_match,vibes", "--no-progress"], 2, "vibes", None),
+    ("evaluate-batch-size-0", "evaluate", ["--family", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--batch-size", "0", "--no-progress"], 2, "--batch-size", None),
+    ("evaluate-limit-negative", "evaluate", ["--family", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--limit", "-1", "--no-progress"], 2, "--limit", None),
+    ("evaluate-family-bad", "evaluate", ["--family", "gpt", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}"], 2, "invalid choice: 'gpt'", None),
+    ("evaluate-wrong-images", "evaluate", ["--family", "blip", "--model-path", "{blip}", "--data", "{vqa}", "--images", "{empty_dir}", "-o", "{out}", "--metrics", "exact_match", "--no-progress"], 1, "image", None),
+    ("evaluate-adapter-not-adapter", "evaluate", ["--family", "blip", "--model-path", "{blip}", "--lora-dir", "{empty_dir}", "--data", "{vqa}", "--images", "{images}", "-o", "{out}", "--no-progress"], 1, "re:empty_dir.*(adapter_config|not a LoRA adapter|not an adapter)", None),
     # finetune (tiny BLIP)
     ("finetune-data-missing", "finetune", ["--model", "blip", "--model-path", "{blip}", "--data", "{nope_split}", "--images", "{abo}", "-o", "{out}"], 1, "nope_split", None),
     ("finetune-data-no-train", "finetune", ["--model", "blip", "--model-path", "{blip}", "--data", "{split_no_train}", "--images", "{abo}", "-o", "{out}"], 1, "train.csv", None),
@@ -161,7 +161,7 @@ CASES = [  # (id, command, args ({x}: a path from `world`, {out}: a prefilled ou
     ("inference-csv-missing", "inference.py", ["--image_dir", "{images}", "--csv_path", "{nope.csv}", "--output", "{out}/results.csv"], 1, "nope.csv", None),
     ("inference-csv-columns", "inference.py", ["--image_dir", "{images}", "--csv_path", "{vqa}", "--output", "{out}/results.csv"], 1, "image_name", None),
     ("inference-image-dir-missing", "inference.py", ["--image_dir", "{nope}", "--csv_path", "{inference.csv}", "--output", "{out}/results.csv"], 1, "nope", None),
-    ("inference-model-bad", "inference.py", ["--image_dir", "{images}", "--csv_path", "{inference.csv}", "--model", "gpt", "--output", "{out}/results.csv"], 2, "gpt", None),
+    ("inference-model-bad", "inference.py", ["--image_dir", "{images}", "--csv_path", "{inference.csv}", "--family", "gpt", "--output", "{out}/results.csv"], 2, "gpt", None),
 ]
 
 def _inference_main():

@@ -44,7 +44,7 @@ def test_model_runs_and_report(demo_run):
     runs = out/"runs"
     zs, ft = (json.loads((runs/d/"run.json").read_text())["config"] for d in ("eval-blip-zero-shot", "eval-blip-fine-tuned"))
     assert (zs["stage"], ft["stage"]) == ("zero-shot", "fine-tuned")
-    assert ft["adapter"] == str(runs/"finetune-blip") and zs["model_path"] == ft["model_path"]
+    assert ft["lora_dir"] == str(runs/"finetune-blip") and zs["model_path"] == ft["model_path"]
     state = json.loads((runs/"finetune-blip"/"trainer_state.json").read_text())
     assert state["global_step"] == 3 and any("eval_loss" in e for e in state["log_history"])
     assert (runs/"finetune-blip"/"adapter_config.json").exists()

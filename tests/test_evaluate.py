@@ -30,12 +30,12 @@ def data(tmp_path_factory):
 
 def test_run_folder_and_skipped_images(data, tmp_path):
     out = tmp_path/"run"
-    res = evaluate_model("blip", testing.tiny_blip(), data/"test.csv", data/"images", out, batch_size=4,
-                         max_new_tokens=3, metrics=["em", "f1", "rouge"], progress=False)
+    res = evaluate_model(family="blip", model_path=testing.tiny_blip(), data=data/"test.csv", images=data/"images", out=out,
+                         batch_size=4, max_new_tokens=3, metrics=["em", "f1", "rouge"], progress=False)
     info = json.loads((out/"run.json").read_text())
     assert info["skipped_images"] == 2 and info["n_answered"] == 12 and info["n_rows"] == 14
     assert info["skipped_reasons"] == {"missing": 1, "unreadable (UnidentifiedImageError)": 1}
-    assert info["config"]["stage"] == "zero-shot" and info["config"]["model"] == "blip"
+    assert info["config"]["stage"] == "zero-shot" and info["config"]["family"] == "blip"
     assert {"load_s", "predict_s", "samples_per_s"} <= set(info["timings"]) and "versions" in info
     m = json.loads((out/"metrics.json").read_text())
     assert m == res and m["n"] == 12 and m["normalizer"] == "short"
@@ -55,8 +55,8 @@ def test_batch_size_does_not_change_answers(family, data, tmp_path):
     folder = getattr(testing, f"tiny_{family}")()
     runs = {}
     for bs in (1, 5):
-        evaluate_model(family, folder, data/"test.csv", data/"images", tmp_path/f"bs{bs}", batch_size=bs,
-                       max_new_tokens=3, metrics=["em"], progress=False)
+        evaluate_model(family=family, model_path=folder, data=data/"test.csv", images=data/"images", out=tmp_path/f"bs{bs}",
+                       batch_size=bs, max_new_tokens=3, metrics=["em"], progress=False)
         runs[bs] = pd.read_csv(tmp_path/f"bs{bs}/predictions.csv", keep_default_na=False).raw_output.tolist()
     assert len(runs[1]) == 12 and runs[1] == runs[5]
 
@@ -77,11 +77,13 @@ def _random_llava_adapter(out):
 
 def test_adapter_run_is_fine_tuned(data, tmp_path):
     folder = _random_llava_adapter(tmp_path/"adapter")
-    evaluate_model("llava", folder, data/"test.csv", data/"images", tmp_path/"zs", limit=4, metrics=["em"], progress=False)
-    evaluate_model("llava", folder, data/"test.csv", data/"images", tmp_path/"ft", adapter=tmp_path/"adapter", limit=4,
+    evaluate_model(family="llava", model_path=folder, data=data/"test.csv", images=data/"images", out=tmp_path/"zs",
+                   limit=4, metrics=["em"], progress=False)
+    evaluate_model(family="llava", model_path=folder, data=data/"test.csv", images=data/"images", out=tmp_path/"ft",
+                   lora_dir=tmp_path/"adapter", limit=4,
                    metrics=["em", "cosine"], st_model=testing.minilm_path(), progress=False)
     info = json.loads((tmp_path/"ft/run.json").read_text())
-    assert info["config"]["stage"] == "fine-tuned" and info["config"]["adapter"] == str(tmp_path/"adapter")
+    assert info["config"]["stage"] == "fine-tuned" and info["config"]["lora_dir"] == str(tmp_path/"adapter")
     assert "cosine" in json.loads((tmp_path/"ft/metrics.json").read_text())["summary"]
     zs, ft = (pd.read_csv(tmp_path/f"{r}/predictions.csv", keep_default_na=False).raw_output.tolist() for r in ("zs", "ft"))
     assert len(zs) == len(ft) == 4 and zs != ft
@@ -90,7 +92,7 @@ def test_adapter_run_is_fine_tuned(data, tmp_path):
 def test_cli_subprocess(data, tmp_path):
     out = tmp_path/"cli"
     r = subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "evaluate",
-                        "--model", "llava", "--model-path", str(testing.tiny_llava()), "--data", str(data/"test.csv"),
+                        "--family", "llava", "--model-path", str(testing.tiny_llava()), "--data", str(data/"test.csv"),
                         "--images", str(data/"images"), "-o", str(out), "--metrics", "em,f1", "--batch-size", "3",
                         "--stage", "zero-shot", "--no-progress"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -105,7 +107,7 @@ def test_inference_contract(data, tmp_path, monkeypatch):
     t.to_csv(tmp_path/"in.csv", index=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["inference.py", "--image_dir", str(data/"images"), "--csv_path", "in.csv",
-                                      "--model", "blip", "--model-path", str(testing.tiny_blip()), "--batch-size", "8"])
+                                      "--family", "blip", "--model-path", str(testing.tiny_blip()), "--batch-size", "8"])
     with pytest.raises(SystemExit) as e: runpy.run_path(str(ROOT/"inference.py"), run_name="__main__")
     assert e.value.code == 0
     res = pd.read_csv(tmp_path/"results.csv", keep_default_na=False)
@@ -132,6 +134,7 @@ def _cli(*args, timeout=300):
 def test_bad_options_fail_before_loading(data, tmp_path, opts, code, msg, capsys):
     "The model path does not exist: the option error must come first, in one line, with no run folder left."
     from abovqa.cli import main
+    # --model: the old name of --family, still accepted
     rc = main(["evaluate", "--model", "blip", "--model-path", str(tmp_path/"no-model"), "--data", str(data/"test.csv"),
                "--images", str(data/"images"), "-o", str(tmp_path/"run"), *opts])
     err = capsys.readouterr().err
@@ -142,14 +145,15 @@ def test_bad_options_fail_before_loading(data, tmp_path, opts, code, msg, capsys
 
 def test_wrong_images_folder_and_nothing_readable(data, tmp_path, capsys):
     from abovqa.cli import main
-    rc = main(["evaluate", "--model", "vilt", "--model-path", str(tmp_path/"no-model"), "--data", str(data/"test.csv"),
+    rc = main(["evaluate", "--family", "vilt", "--model-path", str(tmp_path/"no-model"), "--data", str(data/"test.csv"),
                "--images", str(data), "-o", str(tmp_path/"run")])
     err = capsys.readouterr().err
     assert rc == 1 and "none of the first" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     t = pd.DataFrame([dict(image_path="ff/corrupt.jpg", question="q?", answer="a"), dict(image_path="zz/no.jpg", question="q?", answer="a")])
     t.to_csv(tmp_path/"t.csv", index=False)
     with pytest.raises(Exception) as e:
-        evaluate_model("vilt", testing.tiny_vilt(), tmp_path/"t.csv", data/"images", tmp_path/"run", metrics=["em"], progress=False)
+        evaluate_model(family="vilt", model_path=testing.tiny_vilt(), data=tmp_path/"t.csv", images=data/"images", out=tmp_path/"run",
+                       metrics=["em"], progress=False)
     assert "no row could be answered" in str(e.value) and getattr(e.value, "code", None) == 1
     assert json.loads((tmp_path/"run/run.json").read_text())["status"] == "failed"
     assert len(pd.read_csv(tmp_path/"run/skipped.csv")) == 2
@@ -165,7 +169,8 @@ def test_failing_image_is_skipped_with_reason(data, tmp_path, monkeypatch, capsy
     monkeypatch.setattr(ViltAdapter, "inputs", picky)
     out = tmp_path/"run"
     (out).mkdir(); (out/"skipped.csv").write_text("row,image_path,reason\n0,stale.jpg,old\n")
-    evaluate_model("vilt", testing.tiny_vilt(), data/"test.csv", data/"images", out, batch_size=4, metrics=["em"], progress=False)
+    evaluate_model(family="vilt", model_path=testing.tiny_vilt(), data=data/"test.csv", images=data/"images", out=out,
+                   batch_size=4, metrics=["em"], progress=False)
     info = json.loads((out/"run.json").read_text())
     reason = "processor error: ValueError: Size must contain 'height' and 'width'"
     assert info["n_answered"] == 10 and info["skipped_reasons"][reason] == 2
@@ -177,7 +182,8 @@ def test_failing_image_is_skipped_with_reason(data, tmp_path, monkeypatch, capsy
 def test_stale_skipped_csv_is_removed(data, tmp_path):
     out = tmp_path/"run"; out.mkdir()
     (out/"skipped.csv").write_text("row,image_path,reason\n0,stale.jpg,old\n")
-    evaluate_model("vilt", testing.tiny_vilt(), data/"test.csv", data/"images", out, limit=4, metrics=["em"], progress=False)
+    evaluate_model(family="vilt", model_path=testing.tiny_vilt(), data=data/"test.csv", images=data/"images", out=out,
+                   limit=4, metrics=["em"], progress=False)
     assert json.loads((out/"run.json").read_text())["skipped_images"] == 0 and not (out/"skipped.csv").exists()
 
 
@@ -185,7 +191,8 @@ def test_garbage_answers_are_flagged(data, tmp_path, monkeypatch, capsys):
     from abovqa.models import ViltAdapter
     monkeypatch.setattr(ViltAdapter, "predict", lambda self, m, p, images, questions, **kw: ["!!!"] * len(questions))
     out = tmp_path/"run"
-    evaluate_model("vilt", testing.tiny_vilt(), data/"test.csv", data/"images", out, metrics=["em"], progress=False)
+    evaluate_model(family="vilt", model_path=testing.tiny_vilt(), data=data/"test.csv", images=data/"images", out=out,
+                   metrics=["em"], progress=False)
     assert "fp16-overflow" in capsys.readouterr().err
     for f in ("metrics.json", "run.json"): assert "fp16-overflow" in json.loads((out/f).read_text())["garbage_warning"]
 
@@ -205,7 +212,7 @@ def big(data, tmp_path_factory):
 def test_kill9_and_resume_gives_identical_predictions(data, big, tmp_path, capsys):
     import os, signal, time
     from abovqa.cli import main
-    args = ["--model", "vilt", "--model-path", str(testing.tiny_vilt()), "--data", str(big), "--images", str(data/"images"),
+    args = ["--family", "vilt", "--model-path", str(testing.tiny_vilt()), "--data", str(big), "--images", str(data/"images"),
             "--metrics", "em,f1", "--no-progress"]
     assert main(["evaluate", *args, "--batch-size", "8", "-o", str(tmp_path/"full")]) == 0
     out = tmp_path/"killed"
@@ -240,8 +247,8 @@ def test_length_grouping_matches_batch_size_one(family, data, big, tmp_path):
     folder = getattr(testing, f"tiny_{family}")()
     runs = {}
     for bs in (1, 8):
-        evaluate_model(family, folder, big, data/"images", tmp_path/f"bs{bs}", batch_size=bs, limit=40, max_new_tokens=3,
-                       metrics=["em"], progress=False)
+        evaluate_model(family=family, model_path=folder, data=big, images=data/"images", out=tmp_path/f"bs{bs}",
+                       batch_size=bs, limit=40, max_new_tokens=3, metrics=["em"], progress=False)
         runs[bs] = (tmp_path/f"bs{bs}/predictions.csv").read_bytes()
     assert runs[1] == runs[8]
     assert pd.read_csv(tmp_path/"bs8/predictions.csv").question.tolist() == pd.read_csv(big).question[:40].tolist()
@@ -249,19 +256,19 @@ def test_length_grouping_matches_batch_size_one(family, data, big, tmp_path):
 
 
 def test_gpus_two_cpu_processes_identical_and_resumable(data, big, tmp_path):
-    "--gpus 2 on CPU (torchrun): byte-identical predictions and metrics; with --adapter; continues a partial journal."
+    "--gpus 2 on CPU (torchrun): byte-identical predictions and metrics; with --lora-dir; continues a partial journal."
     folder = _random_llava_adapter(tmp_path/"adapter")
-    kw = dict(adapter=tmp_path/"adapter", limit=60, batch_size=4, max_new_tokens=3, metrics=["em", "f1"], progress=False)
-    one = evaluate_model("llava", folder, big, data/"images", tmp_path/"one", **kw)
+    kw = dict(lora_dir=tmp_path/"adapter", limit=60, batch_size=4, max_new_tokens=3, metrics=["em", "f1"], progress=False)
+    one = evaluate_model(family="llava", model_path=folder, data=big, images=data/"images", out=tmp_path/"one", **kw)
     part = tmp_path/"two"; part.mkdir()
     for f in ("journal.json",): (part/f).write_bytes((tmp_path/"one"/f).read_bytes())
     lines = (tmp_path/"one/journal-0.jsonl").read_bytes().splitlines(keepends=True)
     (part/"journal-0.jsonl").write_bytes(b"".join(lines[:20]))           # an interrupted earlier run
-    two = evaluate_model("llava", folder, big, data/"images", part, gpus=2, **kw)
+    two = evaluate_model(family="llava", model_path=folder, data=big, images=data/"images", out=part, gpus=2, **kw)
     assert (part/"predictions.csv").read_bytes() == (tmp_path/"one/predictions.csv").read_bytes()
     assert two["summary"] == one["summary"]
     info = json.loads((part/"run.json").read_text())
-    assert info["resumed_rows"] == 20 and info["config"]["gpus"] == 2
+    assert info["resumed_rows"] == 20 and info["config"]["gpus"] == 2 and info["config"]["lora_dir"] == str(tmp_path/"adapter")
     assert (part/"journal-1.jsonl").exists() and len((part/"journal-1.jsonl").read_bytes().splitlines()) == 20
 
 
@@ -269,7 +276,7 @@ def test_inference_errors_are_one_line_and_skips_counted(data, tmp_path, monkeyp
     "inference.py: a bad option or input is one line with exit 2/1; a refused image is skipped and counted on stderr."
     monkeypatch.chdir(tmp_path)
     ns = runpy.run_path(str(ROOT/"inference.py"))
-    base = ["--image_dir", str(data/"images"), "--model", "vilt", "--model-path", str(testing.tiny_vilt())]
+    base = ["--image_dir", str(data/"images"), "--family", "vilt", "--model-path", str(testing.tiny_vilt())]
     capsys.readouterr()
     assert ns["main"]([*base, "--csv_path", "nope.csv"]) == 1
     assert ns["main"]([*base, "--csv_path", str(data/"test.csv"), "--batch-size", "0"]) == 2

@@ -68,7 +68,7 @@ def test_lora_trains_only_adapter_and_reloads(family, split, tmp_path):
     assert any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)      # lora_B starts at zero
     assert not any("cls.predictions.decoder" in k for k in lora)                   # BLIP's tied head stays out
     # the saved adapter reproduces the trained model
-    reloaded, proc = ad.load(str(TINY[family]()), adapter=out)
+    reloaded, proc = ad.load(str(TINY[family]()), lora_dir=out)
     assert lora_layers(reloaded) == cfg["lora_layers"] and double_wrapped(reloaded) == 0
     ds = VQADataset(split[0] / "test.csv", split[1])
     rows = [ds[i] for i in range(len(ds))]
@@ -168,7 +168,7 @@ def test_learns_beyond_zero_shot(tmp_path):
     imgs, qs, refs = [r["image"] for r in rows], [r["question"] for r in rows], [r["answer"] for r in rows]
     ad, em = get_adapter("blip"), {}
     for name, adapter in (("zero-shot", None), ("fine-tuned", run)):
-        m, p = ad.load(str(base), adapter=adapter)
+        m, p = ad.load(str(base), lora_dir=adapter)
         em[name] = score(ad.predict(m, p, imgs, qs), refs, metrics=["exact_match"])[0]["exact_match"]
     assert em["fine-tuned"] >= em["zero-shot"] + 0.25, em
 

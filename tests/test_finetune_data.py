@@ -1,6 +1,6 @@
 """Fine-tuning data integrity: a run folder refuses other data or settings (`--restart` sets it aside), a resumed run
 records the learning rate it really used, length-grouped batches keep a seeded order that a resumed run reproduces,
-bad images are skipped (a wrong --images folder is one clear error), and `load(adapter=...)` refuses an adapter
+bad images are skipped (a wrong --images folder is one clear error), and `load(lora_dir=...)` refuses an adapter
 made for another family or base model."""
 import json, shutil
 from pathlib import Path
@@ -172,15 +172,15 @@ def blip_adapter(tmp_path_factory):
 def test_adapter_for_another_family_or_base_is_refused(blip_adapter, tmp_path):
     folder, base = blip_adapter
     assert check_adapter(folder, "blip", base)["base_model_name_or_path"] == str(base)
-    m, _ = get_adapter("blip").load(base, adapter=folder)               # the right base loads
+    m, _ = get_adapter("blip").load(base, lora_dir=folder)               # the right base loads
     assert type(m).__name__.startswith("Peft")
-    with pytest.raises(UserError, match="is a blip adapter, not vilt: use --model blip"):
-        get_adapter("vilt").load(testing.tiny_vilt(), adapter=folder)
+    with pytest.raises(UserError, match="is a blip adapter, not vilt: use --family blip"):
+        get_adapter("vilt").load(testing.tiny_vilt(), lora_dir=folder)
     with pytest.raises(UserError, match="was trained on"):
-        get_adapter("blip").load(testing.tiny_blip_base(), adapter=folder)
+        get_adapter("blip").load(testing.tiny_blip_base(), lora_dir=folder)
     bare = tmp_path/"bare"; shutil.copytree(folder, bare); (bare/"run.json").unlink()    # peft's files only
     with pytest.raises(UserError, match=f"was trained on {base}, not"):
-        get_adapter("vilt").load(testing.tiny_vilt(), adapter=bare)
+        get_adapter("vilt").load(testing.tiny_vilt(), lora_dir=bare)
     same_name = tmp_path/"copy"/Path(base).name; shutil.copytree(base, same_name)        # a copy of the same base
     check_adapter(bare, "blip", same_name)
     with pytest.raises(UserError, match="no adapter_config.json"):

@@ -131,7 +131,7 @@ def test_notebook_runs_its_commands(job, run_notebook):
     if job.startswith("finetune"):
         ft = calls[1]
         assert ft[ft.index("--gpus") + 1] == "2" and "--hub-checkpoints" in ft and "--push-to-hub" in ft
-        assert calls[2][calls[2].index("--adapter") + 1] == ft[ft.index("-o") + 1]  # evaluates what it trained
+        assert calls[2][calls[2].index("--lora-dir") + 1] == ft[ft.index("-o") + 1]  # evaluates what it trained
         assert "WANDB_API_KEY" in names and "HF_TOKEN" in names
 
 

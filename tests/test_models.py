@@ -91,7 +91,7 @@ def test_vilt_soft_labels(loaded):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_lora_adapter_folder_loads_on_top(family, folders, tmp_path):
-    "Train-free check: a LoRA adapter with non-zero B, saved and loaded by `load(adapter=...)`, reproduces its loss."
+    "Train-free check: a LoRA adapter with non-zero B, saved and loaded by `load(lora_dir=...)`, reproduces its loss."
     from peft import get_peft_model
     ad = get_adapter(family)
     base, proc = ad.load(folders[family])
@@ -105,7 +105,7 @@ def test_lora_adapter_folder_loads_on_top(family, folders, tmp_path):
     pm.eval()
     with torch.no_grad(): lora_loss = pm(**b).loss.item()
     pm.save_pretrained(tmp_path/"adapter")
-    model, proc2 = ad.load(folders[family], adapter=tmp_path/"adapter")
+    model, proc2 = ad.load(folders[family], lora_dir=tmp_path/"adapter")
     assert type(model).__name__.startswith("PeftModel")
     with torch.no_grad(): reloaded = model(**b).loss.item()
     assert reloaded == pytest.approx(lora_loss, abs=1e-5)

@@ -68,7 +68,7 @@ def test_batch_independent_answers_cli(family, mixed_data, tmp_path):
     raw = {}
     for bs in (1, 7):
         out = tmp_path/f"bs{bs}"
-        rc = cli_main(["evaluate", "--model", family.split("_")[0], "--model-path", str(_folder(family)),
+        rc = cli_main(["evaluate", "--family", family.split("_")[0], "--model-path", str(_folder(family)),
                        "--data", str(mixed_data/"test.csv"), "--images", str(mixed_data/"images"), "-o", str(out),
                        "--batch-size", str(bs), "--metrics", "em", "--max-new-tokens", "6", "--no-progress"])
         assert rc == 0
