@@ -91,16 +91,18 @@ def run_models(cfg: DemoConfig, # the demo settings
                res: dict, # from `resolve`
               ) -> dict:
     "Stages 5-7: zero-shot evaluation, LoRA fine-tuning, fine-tuned evaluation; returns both metric summaries."
-    from abovqa.evaluate import evaluate_model
+    from abovqa.evaluate import EvalConfig, evaluate_model
     from abovqa.finetune import finetune
     p = paths(cfg.out); test = p["split"]/"test.csv"
-    ev = dict(limit=cfg.limit, metrics=res["metrics"], seed=cfg.seed, progress=cfg.progress, restart=True,  # a rerun re-evaluates: data or adapter may have changed
-              **res["metric_opts"])
-    _stage(4, res["base"]); zs = evaluate_model("blip", res["base"], test, p["images"], p["zero_shot"], **ev)
+    mo = dict(res["metric_opts"]); dev = mo.pop("device", None)
+    ev = EvalConfig(family="blip", model_path=res["base"], data=test, images=p["images"], out=p["zero_shot"], limit=cfg.limit,
+                    metrics=res["metrics"], seed=cfg.seed, progress=cfg.progress, restart=True,  # a rerun re-evaluates: data or adapter may have changed
+                    metric_device=dev, **mo)
+    _stage(4, res["base"]); zs = evaluate_model(ev)
     _stage(5, f"preset {res['preset']}")
     finetune("blip", res["base"], p["split"], p["images"], p["finetune"], preset=res["preset"], max_steps=cfg.max_steps,
              every=cfg.every or (50 if cfg.real else None), max_eval_samples=cfg.max_eval_samples, seed=cfg.seed)
-    _stage(6); ft = evaluate_model("blip", res["base"], test, p["images"], p["fine_tuned"], adapter=p["finetune"], **ev)
+    _stage(6); ft = evaluate_model(ev, out=p["fine_tuned"], lora_dir=p["finetune"])
     return {"zero-shot": zs["summary"], "fine-tuned": ft["summary"]}
 
 # %% ../nbs/08_demo.ipynb #86f1c438
