@@ -97,8 +97,9 @@ def run_models(cfg: DemoConfig, # the demo settings
               **res["metric_opts"])
     _stage(4, res["base"]); zs = evaluate_model("blip", res["base"], test, p["images"], p["zero_shot"], **ev)
     _stage(5, f"preset {res['preset']}")
-    finetune("blip", res["base"], p["split"], p["images"], p["finetune"], preset=res["preset"], max_steps=cfg.max_steps,
-             every=cfg.every or (50 if cfg.real else None), max_eval_samples=cfg.max_eval_samples, seed=cfg.seed)
+    finetune(family="blip", model_path=res["base"], data=p["split"], images=p["images"], out=p["finetune"],
+             preset=res["preset"], max_steps=cfg.max_steps, every=cfg.every or (50 if cfg.real else None),
+             max_eval_samples=cfg.max_eval_samples, seed=cfg.seed)
     _stage(6); ft = evaluate_model("blip", res["base"], test, p["images"], p["fine_tuned"], adapter=p["finetune"], **ev)
     return {"zero-shot": zs["summary"], "fine-tuned": ft["summary"]}
 

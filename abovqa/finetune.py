@@ -26,8 +26,8 @@ from .checkpoints import (BestCheckpoint, check_hub_fingerprint, claim_run_dir, 
 # %% auto #0
 __all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'RECIPES', 'scale_batch', 'training_kwargs', 'recipe_quant', 'EpochLR',
            'recipe_callbacks', 'lora_layers', 'double_wrapped', 'add_lora', 'check_trainable_fp32', 'dist_info',
-           'device_map_for', 'launch_command', 'NonFiniteGuard', 'already_finished', 'finetune', 'finetune_cli',
-           'load_lora_weights', 'curriculum_splits', 'finetune_curriculum']
+           'device_map_for', 'launch_command', 'NonFiniteGuard', 'TrainConfig', 'already_finished', 'finetune',
+           'finetune_cli', 'load_lora_weights', 'curriculum_splits', 'finetune_curriculum']
 
 # %% ../nbs/06c_finetune.ipynb #4f67331c
 COMMON = dict(weight_decay=0.01, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
@@ -108,16 +108,16 @@ RECIPES = {  # seed preset: family, quantisation, LR after epoch N, curriculum (
     "seed-qwen":  dict(family="qwen", quant="8bit", lr_after_epochs={}, curriculum=(6000, 20000), normalizer="qwen"),
 }
 
-def recipe_quant(model: str, # model family
+def recipe_quant(family: str, # blip, llava or qwen
                  preset: str, # preset name
                  quant: str|None, # the --quant value ('default' → the recipe's, else the family's)
                 ) -> str|None:
     "The quantisation a run uses: an explicit `quant`, else the seed recipe's, else the family default (None: unquantised)."
     from abovqa.core import UserError
-    if preset in RECIPES and RECIPES[preset]["family"] != model:
-        raise UserError(f"--preset {preset} is the {RECIPES[preset]['family']} recipe; use it with --model {RECIPES[preset]['family']}", 2)
+    if preset in RECIPES and RECIPES[preset]["family"] != family:
+        raise UserError(f"--preset {preset} is the {RECIPES[preset]['family']} recipe; use it with --family {RECIPES[preset]['family']}", 2)
     if quant != "default": return None if quant in (None, "none") else quant
-    return RECIPES[preset]["quant"] if preset in RECIPES else FAMILIES[model]["quant"]
+    return RECIPES[preset]["quant"] if preset in RECIPES else FAMILIES[family]["quant"]
 
 # %% ../nbs/06c_finetune.ipynb #dbfee369
 class EpochLR(TrainerCallback):
@@ -195,15 +195,6 @@ def launch_command(argv: list[str], # `abovqa finetune` arguments (without --gpu
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "--no-python",
             sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "finetune", *argv]
 
-def _strip_gpus(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip: skip = False; continue
-        if a == "--gpus": skip = True; continue
-        if a.startswith("--gpus="): continue
-        out.append(a)
-    return out
-
 # %% ../nbs/06c_finetune.ipynb #442190ad
 def _finite(x) -> bool:
     "x is None or has no NaN/inf (two reductions: no tensor-sized temporary for 152k-vocabulary logits)."
@@ -239,83 +230,87 @@ class NonFiniteGuard(TrainerCallback):
         if self.hook is not None: self.hook.remove(); self.hook = None
 
 # %% ../nbs/06c_finetune.ipynb #4d74a257
-def _set_value(s: str):
-    k, sep, v = s.partition("=")
-    if not sep: raise argparse.ArgumentTypeError(f"--set needs KEY=VALUE, got {s!r}")
-    try: return k, json.loads(v)
-    except json.JSONDecodeError: return k, v
+def _set_arg(s) -> str:
+    "One `--set` value as 'KEY=<JSON value>', from 'KEY=VALUE' (VALUE JSON, else a string) or a (key, value) pair."
+    if isinstance(s, (tuple, list)): k, v = s
+    else:
+        k, sep, v = str(s).partition("=")
+        if not sep: raise UserError(f"--set needs KEY=VALUE, got {s!r}", code=2)
+        try: v = json.loads(v)
+        except json.JSONDecodeError: pass
+    return f"{k}={json.dumps(v)}"
 
-def _sizes(s: str) -> list[int]:
-    try: sizes = [int(x) for x in s.split(",")]
-    except ValueError: raise argparse.ArgumentTypeError(f"--curriculum needs image counts like 6000,20000, got {s!r}") from None
-    if any(n <= 0 for n in sizes) or sizes != sorted(sizes): raise argparse.ArgumentTypeError(f"--curriculum sizes must be positive and increasing, got {s!r}")
-    return sizes
+def _set_dict(set_args: list[str]|None) -> dict:
+    "The `TrainingArguments` overrides of normalised `--set` values."
+    return {k: json.loads(v) for k, _, v in (s.partition("=") for s in set_args or [])}
 
-def _parser():
-    p = argparse.ArgumentParser(prog="abovqa finetune", description="LoRA / QLoRA fine-tuning on a split folder. "
-        "Rerunning the same command resumes from the last checkpoint in RUN_DIR.")
-    p.add_argument("--model", required=True, choices=list(FAMILIES), help="model family")
-    p.add_argument("--model-path", required=True, help="Hub id or folder of the base model")
-    p.add_argument("--data", required=True, help="SPLIT_DIR with train.csv and val.csv (from `abovqa split`)")
-    p.add_argument("--images", required=True, help="ABO root (with images/small/) or the images/small folder")
-    p.add_argument("-o", "--out", required=True, help="RUN_DIR: checkpoints, adapter, run.json")
-    p.add_argument("--preset", choices=list(PRESETS), help="training settings (default: the family's)")
-    p.add_argument("--max-steps", type=int); p.add_argument("--epochs", type=float)
-    p.add_argument("--lr", type=float); p.add_argument("--batch-size", type=int, help="per device")
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--every", type=int, help="evaluate and save every N steps")
-    p.add_argument("--max-eval-samples", type=int, default=512, help="validation subset size (0: all)")
-    p.add_argument("--max-train-samples", type=int, help="train on a subset")
-    p.add_argument("--quant", choices=["default", "none", "4bit", "8bit"], default="default",
-                   help="default: the report's (4bit LLaVA, 8bit Qwen, none BLIP)")
-    p.add_argument("--device-map", choices=["auto"], help="split one model copy over all GPUs (single process)")
-    p.add_argument("--vision", choices=list(VISION_CHOICES), default="fp16",
-                   help="Qwen's vision tower: fp16 (frozen, unquantised; default), fp32 or quant (with the LM)")
-    p.add_argument("--gpu-memory", type=float, metavar="GIB",
-                   help="memory budget per GPU for the memory plan (default: the GPU's; e.g. 14.74 to check a T4 plan)")
-    p.add_argument("--lora-r", type=int); p.add_argument("--lora-alpha", type=int)
-    p.add_argument("--lora-dropout", type=float)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--set", dest="set_args", type=_set_value, action="append", metavar="KEY=VALUE",
-                   help="any TrainingArguments field, JSON value (repeatable)")
-    p.add_argument("--wandb-project", help="log to this wandb project (one run across resumes)")
-    p.add_argument("--push-to-hub", metavar="REPO", help="upload the adapter and model card to REPO at the end")
-    p.add_argument("--hub-checkpoints", action="store_true", help="also push every checkpoint to REPO for resuming")
-    p.add_argument("--gpus", type=int, default=1, help="data-parallel processes (torchrun), one per GPU")
-    p.add_argument("--curriculum", type=_sizes, help="train in stages on growing image subsets, e.g. 6000,20000 (the seed report's schedule)")
-    p.add_argument("--init-adapter", help="start from this LoRA run folder's adapter weights")
-    p.add_argument("--restart", action="store_true",
-                   help="set aside what RUN_DIR holds (renamed RUN_DIR.old-STAMP) and train afresh")
+@dataclass
+class TrainConfig:
+    "LoRA / QLoRA fine-tuning on a split folder. Rerunning the same command resumes from the last checkpoint in RUN_DIR."
+    family: str = opt(choices=tuple(FAMILIES), aliases=("--model",)) # model family
+    model_path: str = opt() # Hub id or folder of the base model
+    data: str|Path = opt() # SPLIT_DIR with train.csv and val.csv (from `abovqa split`)
+    images: str|Path = opt() # ABO root (with images/small/) or the images/small folder
+    out: str|Path = opt(short="-o") # RUN_DIR: checkpoints, adapter, run.json; rerunning with the same one resumes
+    preset: str|None = opt(None, choices=tuple(PRESETS)) # training settings (default: the family's)
+    max_steps: int|None = None # optimizer steps (default: the preset's)
+    epochs: float|None = None # epochs (default: the preset's)
+    lr: float|None = None # learning rate (default: the preset's)
+    batch_size: int|None = None # per device
+    grad_accum: int|None = None # gradient accumulation steps
+    every: int|None = None # evaluate and save every N steps
+    max_eval_samples: int|None = 512 # validation subset size (0: all)
+    max_train_samples: int|None = None # train on a subset
+    quant: str|None = opt("default", choices=("default", "none", "4bit", "8bit")) # default: the report's (4bit LLaVA, 8bit Qwen, none BLIP)
+    device_map: str|None = opt(None, choices=("auto",)) # split one model copy over all GPUs (single process)
+    vision: str = opt("fp16", choices=VISION_CHOICES) # Qwen's vision tower: fp16 (frozen, unquantised; default), fp32 or quant (with the LM)
+    gpu_memory: float|None = None # memory budget per GPU in GiB for the memory plan (default: the GPU's; e.g. 14.74 to check a T4 plan)
+    lora_r: int|None = None # LoRA rank (default: the family's)
+    lora_alpha: int|None = None # LoRA alpha (default: the family's)
+    lora_dropout: float|None = None # LoRA dropout (default: the family's)
+    seed: int = 42 # seed of the training run and of the data subsets
+    set_args: list[str]|None = opt(None, flag="--set") # any TrainingArguments field as KEY=VALUE, JSON value (repeatable)
+    wandb_project: str|None = None # log to this wandb project (one run across resumes)
+    push_to_hub: str|None = None # Hub REPO to upload the adapter and model card to at the end
+    hub_checkpoints: bool = False # also push every checkpoint to REPO for resuming
+    gpus: int = 1 # data-parallel processes (torchrun), one per GPU
+    curriculum: list[int]|None = opt(None, list_sep=",") # train in stages on growing image subsets, e.g. 6000,20000 (the seed report's schedule)
+    lora_dir: str|Path|None = opt(None, aliases=("--init-adapter",)) # start from this LoRA run folder's adapter weights
+    restart: bool = False # set aside what RUN_DIR holds (renamed RUN_DIR.old-STAMP) and train afresh
+    def __post_init__(self):
+        if self.set_args is not None:
+            self.set_args = [_set_arg(s) for s in (self.set_args.items() if isinstance(self.set_args, dict) else self.set_args)]
+        if self.curriculum is not None:
+            sizes = [int(n) for n in self.curriculum]
+            if not sizes or any(n <= 0 for n in sizes) or sizes != sorted(sizes):
+                raise UserError(f"--curriculum sizes must be positive and increasing, got {','.join(map(str, sizes))}", code=2)
+            self.curriculum = sizes
+
+def _parser() -> argparse.ArgumentParser:
+    p = config_parser(TrainConfig, "abovqa finetune")
+    acts = {a.dest: a for a in p._actions}
+    acts["set_args"].__class__ = argparse._ExtendAction   # --set is repeatable
+    for k, m in dict(set_args="KEY=VALUE", gpu_memory="GIB", push_to_hub="REPO").items(): acts[k].metavar = m
     return p
 
-def _to_argv(params: dict) -> list[str]:
-    "Command-line arguments equivalent to `finetune(**params)`."
-    argv = []
-    for a in _parser()._actions:
-        if not a.option_strings or a.dest not in params: continue
-        v, opt = params[a.dest], a.option_strings[-1]
-        if v is None or v == a.default: continue
-        if a.dest == "set_args": argv += [x for k, val in dict(v).items() for x in ("--set", f"{k}={json.dumps(val)}")]
-        elif isinstance(a, argparse._StoreTrueAction): argv.append(opt)
-        else: argv += [opt, str(v)]
-    return argv
-
 # %% ../nbs/06c_finetune.ipynb #01567829
-def _resolve_settings(model, preset, quant, world, cuda, max_steps, epochs, lr, batch_size, grad_accum, every, seed,
-                      set_args, wandb_project, push_to_hub, hub_checkpoints, out):
-    fam = FAMILIES[model]
-    preset = preset or fam["preset"]
-    quant = recipe_quant(model, preset, quant)   # explicit, else the seed recipe's, else the family's
-    named = dict(max_steps=max_steps, num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,
-                 gradient_accumulation_steps=grad_accum, eval_steps=every, seed=seed)
+def _resolve_settings(cfg: TrainConfig, # the run's settings
+                      world: int, # data-parallel processes
+                      cuda: bool, # training on CUDA
+                     ) -> tuple[str, str|None, dict]:
+    "(preset, quantisation, `TrainingArguments` kwargs) of a run."
+    preset = cfg.preset or FAMILIES[cfg.family]["preset"]
+    quant = recipe_quant(cfg.family, preset, cfg.quant)   # explicit, else the seed recipe's, else the family's
+    named = dict(max_steps=cfg.max_steps, num_train_epochs=cfg.epochs, learning_rate=cfg.lr, seed=cfg.seed,
+                 per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum, eval_steps=cfg.every)
     over = {k: v for k, v in named.items() if v is not None}
-    if every: over.update(save_steps=every, logging_steps=min(every, PRESETS[preset]["logging_steps"]))
-    over.update(dict(set_args or {}))
-    if hub_checkpoints:
-        if not push_to_hub: raise ValueError("--hub-checkpoints needs --push-to-hub REPO (where the checkpoints go)")
-        over.update(push_to_hub=True, hub_model_id=push_to_hub, hub_strategy="checkpoint", hub_private_repo=True,
+    if cfg.every: over.update(save_steps=cfg.every, logging_steps=min(cfg.every, PRESETS[preset]["logging_steps"]))
+    over.update(_set_dict(cfg.set_args))
+    if cfg.hub_checkpoints:
+        if not cfg.push_to_hub: raise ValueError("--hub-checkpoints needs --push-to-hub REPO (where the checkpoints go)")
+        over.update(push_to_hub=True, hub_model_id=cfg.push_to_hub, hub_strategy="checkpoint", hub_private_repo=True,
                     hub_always_push=True)
-    if wandb_project: over.update(report_to=["wandb"], run_name=over.get("run_name", Path(out).name))
+    if cfg.wandb_project: over.update(report_to=["wandb"], run_name=over.get("run_name", Path(cfg.out).name))
     return preset, quant, training_kwargs(preset, world=world, cuda=cuda, **over)
 
 # %% ../nbs/06c_finetune.ipynb #0e4cb889
@@ -331,13 +326,14 @@ def _split_info(data: Path) -> dict:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 # %% ../nbs/06c_finetune.ipynb #fe980f1e
-def _plan_or_refuse(model, model_path, quant, kw, ckpt_key, vision, gpu_memory, device_map, cuda, d) -> dict:
+def _plan_or_refuse(cfg: TrainConfig, quant: str|None, kw: dict, ckpt_key: str, cuda: bool, d: dict) -> dict:
     "Print the memory plan of this run (rank 0) and raise `UserError` when it does not fit the GPU."
+    gpu_memory = cfg.gpu_memory
     if gpu_memory is None and cuda: gpu_memory = torch.cuda.get_device_properties(d["local_rank"]).total_memory / 2**30
-    split = torch.cuda.device_count() if device_map == "auto" and cuda else 1
-    plan = memory_plan(model, model_path, quant, kw["per_device_train_batch_size"], gpu_memory, bool(kw.get(ckpt_key)),
-                       vision, split)
-    if d["rank"] == 0: print(f"memory plan ({model}, quant {quant or 'none'}):\n{format_plan(plan)}", flush=True)
+    split = torch.cuda.device_count() if cfg.device_map == "auto" and cuda else 1
+    plan = memory_plan(cfg.family, cfg.model_path, quant, kw["per_device_train_batch_size"], gpu_memory,
+                       bool(kw.get(ckpt_key)), cfg.vision, split)
+    if d["rank"] == 0: print(f"memory plan ({cfg.family}, quant {quant or 'none'}):\n{format_plan(plan)}", flush=True)
     return check_plan(plan)
 
 # %% ../nbs/06c_finetune.ipynb #c38194bf
@@ -350,88 +346,64 @@ def already_finished(out: Path, # the run folder
     same = json.loads(json.dumps(training_args, default=str)) == info.get("config", {}).get("training_args")
     return info.get("status") == "finished" and same
 
-def finetune(model: str, # family: blip, llava or qwen
-             model_path: str, # Hub id or folder of the base model
-             data: str|Path, # SPLIT_DIR with train.csv, val.csv
-             images: str|Path, # ABO root or images/small folder
-             out: str|Path, # RUN_DIR; rerunning with the same one resumes
-             preset: str|None = None, # a key of PRESETS; the family's when None
-             max_steps: int|None = None, epochs: float|None = None, lr: float|None = None,
-             batch_size: int|None = None, # per device
-             grad_accum: int|None = None,
-             every: int|None = None, # evaluate and save every N steps
-             max_eval_samples: int|None = 512, # validation subset (0 or None: all)
-             max_train_samples: int|None = None,
-             quant: str|None = "default", # 'default' (the report's), 'none', '4bit', '8bit'
-             device_map: str|None = None, # 'auto': split one copy over all GPUs (single process only)
-             vision: str = "fp16", # Qwen's vision tower: 'fp16' (frozen, unquantised), 'fp32' or 'quant'
-             gpu_memory: float|None = None, # GiB per GPU the memory plan must fit; the GPU's when None (CPU: no check)
-             lora_r: int|None = None, lora_alpha: int|None = None, lora_dropout: float|None = None,
-             seed: int = 42,
-             set_args: list|dict|None = None, # extra TrainingArguments fields
-             wandb_project: str|None = None, # log to wandb (one run across resumes)
-             push_to_hub: str|None = None, # REPO to upload the adapter + model card to at the end
-             hub_checkpoints: bool = False, # push checkpoints to REPO/last-checkpoint too (resume on a fresh machine)
-             gpus: int = 1, # >1: relaunch under torchrun, one process per GPU
+@delegates(TrainConfig)
+def finetune(cfg: TrainConfig|None = None, # the run's settings; or give its fields as keyword arguments
              callbacks: list|None = None, # extra TrainerCallbacks (in-process only)
-             init_adapter: str|Path|None = None, # start from this LoRA run's weights (a curriculum's previous stage)
-             restart: bool = False, # set aside what `out` holds and train afresh
+             **kwargs, # `TrainConfig` fields (override `cfg`'s)
             ) -> Path:
     "Fine-tune `model_path` with LoRA on `data`; returns the run folder (resumes if it has checkpoints)."
-    params = {k: v for k, v in locals().items() if k != "callbacks"}
-    argv = _to_argv({**params, "out": str(out), "data": str(data), "images": str(images), "restart": False,
-                     "max_eval_samples": max_eval_samples or 0})     # None (all) must not become the CLI's 512
-    out, d, cuda = Path(out), dist_info(), torch.cuda.is_available()
-    world = gpus if d["world"] == 1 else d["world"]
-    preset, quant, kw = _resolve_settings(model, preset, quant, world, cuda, max_steps, epochs, lr, batch_size,
-                                          grad_accum, every, seed, set_args, wandb_project, push_to_hub,
-                                          hub_checkpoints, out)
-    fp = run_fingerprint(model, model_path, data, kw, _jsonable_lora(_lora_config(get_adapter(model), lora_r, lora_alpha,
-                         lora_dropout)), world, quant, max_train_samples, max_eval_samples)
-    claim_run_dir(out, fp, restart=restart and d["rank"] == 0, write=d["rank"] == 0)
-    if gpus > 1 and d["world"] == 1:
-        subprocess.run(launch_command(_strip_gpus(argv), gpus), check=True)
+    cfg = dataclasses.replace(cfg, **kwargs) if cfg else TrainConfig(**kwargs)
+    if cfg.curriculum: return finetune_curriculum(cfg, callbacks)
+    rec = dataclasses.replace(cfg, restart=False, max_eval_samples=cfg.max_eval_samples or 0)   # None (all) is not the CLI's 512
+    out, d, cuda = Path(cfg.out), dist_info(), torch.cuda.is_available()
+    world = cfg.gpus if d["world"] == 1 else d["world"]
+    preset, quant, kw = _resolve_settings(cfg, world, cuda)
+    ad = get_adapter(cfg.family)
+    lcfg = _lora_config(ad, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+    fp = run_fingerprint(cfg.family, cfg.model_path, cfg.data, kw, _jsonable_lora(lcfg), world, quant,
+                         cfg.max_train_samples, cfg.max_eval_samples)
+    claim_run_dir(out, fp, restart=cfg.restart and d["rank"] == 0, write=d["rank"] == 0)
+    if cfg.gpus > 1 and d["world"] == 1:
+        subprocess.run(launch_command(config_argv(rec, skip=("gpus",)), cfg.gpus), check=True)
         return out
     out.mkdir(parents=True, exist_ok=True)
     if already_finished(out, kw):
         print(f"{out} already finished with these settings: nothing to do (a larger --max-steps trains on; --restart trains afresh)")
         return out
     ckpt_key = "activation_checkpointing" if "activation_checkpointing" in kw else "gradient_checkpointing"
-    plan = _plan_or_refuse(model, model_path, quant, kw, ckpt_key, vision, gpu_memory, device_map, cuda, d)
+    plan = _plan_or_refuse(cfg, quant, kw, ckpt_key, cuda, d)
     targs = {**kw, ckpt_key: False}                           # done by add_lora, without input-grad hooks
-    token = get_secret("HF_TOKEN") if hub_checkpoints else None
+    repo = cfg.push_to_hub
+    token = get_secret("HF_TOKEN") if cfg.hub_checkpoints else None
     args = TrainingArguments(output_dir=str(out), hub_token=token, **targs)   # also joins the process group
     with args.main_process_first(local=False, desc="choosing the checkpoint to resume from"):
         last = last_checkpoint(out)                           # rank 0 renames incomplete ones, then the others look
-        if last is None and hub_checkpoints and d["rank"] == 0: check_hub_fingerprint(push_to_hub, fp, token)
-        if last is None and hub_checkpoints and d["rank"] == 0:
-            if fetch_hub_checkpoint(push_to_hub, out, token) is not None: last = last_checkpoint(out)
+        if last is None and cfg.hub_checkpoints and d["rank"] == 0: check_hub_fingerprint(repo, fp, token)
+        if last is None and cfg.hub_checkpoints and d["rank"] == 0:
+            if fetch_hub_checkpoint(repo, out, token) is not None: last = last_checkpoint(out)
         if last is not None and d["rank"] == 0: restore_best(out, last)   # the Trainer drops a best folder it cannot find
-    set_seed(seed)
-    ad = get_adapter(model)
-    base, proc = load_base(model, model_path, quant, cuda, device_map_for(cuda, d["world"], d["local_rank"], device_map), vision)
-    lcfg = _lora_config(ad, lora_r, lora_alpha, lora_dropout)
+    set_seed(cfg.seed)
+    base, proc = load_base(cfg.family, cfg.model_path, quant, cuda,
+                           device_map_for(cuda, d["world"], d["local_rank"], cfg.device_map), cfg.vision)
     pm = add_lora(base, lcfg, gradient_checkpointing=bool(kw.get(ckpt_key)))
-    if init_adapter and last is None: load_lora_weights(pm, init_adapter)   # a resumed run has its own weights
-    train_ds = VQADataset(Path(data)/"train.csv", images, max_train_samples, seed)
-    val_ds = VQADataset(Path(data)/"val.csv", images, max_eval_samples or None, seed)
-    config = dict(model=model, model_path=str(model_path), stage="fine-tuned", preset=preset, quant=quant,
-                  device_map=device_map, world=d["world"], data=str(data), images=str(images), seed=seed,
-                  lora=_jsonable_lora(lcfg), training_args=kw, train_rows=len(train_ds), val_rows=len(val_ds),
-                  skipped_rows=len(train_ds.skipped) + len(val_ds.skipped), split=_split_info(data),
-                  wandb_project=wandb_project, hub_repo=push_to_hub, hub_checkpoints=hub_checkpoints,
-                  resumed_from=last.name if last else None, lora_layers=lora_layers(pm), double_wrapped=double_wrapped(pm),
-                  trainable_params=sum(p.numel() for p in pm.parameters() if p.requires_grad),
-                  total_params=sum(p.numel() for p in pm.parameters()), vision=vision if model == "qwen" else None,
-                  memory_plan=dict(total_gib=round(plan["total_gib"], 2), budget_gib=plan["budget_gib"]))
-    rerun = "abovqa finetune " + shlex.join(argv)
+    if cfg.lora_dir and last is None: load_lora_weights(pm, cfg.lora_dir)   # a resumed run has its own weights
+    train_ds = VQADataset(Path(cfg.data)/"train.csv", cfg.images, cfg.max_train_samples, cfg.seed)
+    val_ds = VQADataset(Path(cfg.data)/"val.csv", cfg.images, cfg.max_eval_samples or None, cfg.seed)
+    config = {**config_dict(cfg), **dict(stage="fine-tuned", preset=preset, quant=quant, world=d["world"],
+              lora=_jsonable_lora(lcfg), training_args=kw, train_rows=len(train_ds), val_rows=len(val_ds),
+              skipped_rows=len(train_ds.skipped) + len(val_ds.skipped), split=_split_info(cfg.data), hub_repo=repo,
+              resumed_from=last.name if last else None, lora_layers=lora_layers(pm), double_wrapped=double_wrapped(pm),
+              trainable_params=sum(p.numel() for p in pm.parameters() if p.requires_grad),
+              total_params=sum(p.numel() for p in pm.parameters()), vision=cfg.vision if cfg.family == "qwen" else None,
+              memory_plan=dict(total_gib=round(plan["total_gib"], 2), budget_gib=plan["budget_gib"]))}
+    rerun = "abovqa finetune " + shlex.join(config_argv(rec))
     if d["rank"] == 0:
         write_csv(pd.DataFrame({"skipped": train_ds.skipped + val_ds.skipped}), out/"skipped_rows.csv")
         write_run_info(out, config, status="running", rerun=rerun)
-        if wandb_project: start_wandb(out, wandb_project, kw.get("run_name") or out.name, config)
+        if cfg.wandb_project: start_wandb(out, cfg.wandb_project, kw.get("run_name") or out.name, config)
     trainer = VQATrainer(model=pm, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=proc,
                          data_collator=VQACollator(ad, proc, log=out/SKIP_LOG),
-                         callbacks=[NonFiniteGuard(), BestCheckpoint(out, push_to_hub if hub_checkpoints else None, token),
+                         callbacks=[NonFiniteGuard(), BestCheckpoint(out, repo if cfg.hub_checkpoints else None, token),
                                     *(callbacks or []), *recipe_callbacks(preset)])
     check_trainable_fp32(pm)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
@@ -443,20 +415,19 @@ def finetune(model: str, # family: blip, llava or qwen
                       learning_rate_effective=trainer.lr_scheduler.base_lrs[0], skipped_images=skipped_images(out))
         write_run_info(out, config, status="finished", rerun=rerun, metrics=metrics)
         (out/"README.md").write_text(model_card(config, metrics))
-        if wandb_project:
+        if cfg.wandb_project:
             import wandb; wandb.finish()
-        if push_to_hub: print(push_run(out, push_to_hub))
+        if repo: print(push_run(out, repo))
     return out
 
 # %% ../nbs/06c_finetune.ipynb #c5e54ecd
 def finetune_cli(argv: list[str]|None = None, # arguments after `abovqa finetune`
                 ) -> int:
     "`abovqa finetune`: LoRA fine-tuning into RUN_DIR (rerun to resume)."
-    a = vars(_parser().parse_args(argv))
+    cfg = config_from_args(TrainConfig, _parser().parse_args(argv))
     from abovqa.evaluate import check_model_paths
-    check_model_paths(a["model_path"])   # a missing or non-model folder is one line before anything loads
-    if (sizes := a.pop("curriculum")): finetune_curriculum(sizes, **a)
-    else: finetune(**a)
+    check_model_paths(cfg.model_path)   # a missing or non-model folder is one line before anything loads
+    finetune(cfg)
     return 0
 
 # %% ../nbs/06c_finetune.ipynb #28ae55e8
@@ -468,7 +439,7 @@ def load_lora_weights(model, # a PeftModel with the same LoRA configuration
     from safetensors.torch import load_file
     from abovqa.core import UserError
     f = Path(run)/"adapter_model.safetensors"
-    if not f.is_file(): raise UserError(f"{run}: no adapter_model.safetensors; --init-adapter needs a finished LoRA run folder")
+    if not f.is_file(): raise UserError(f"{run}: no adapter_model.safetensors; --lora-dir needs a finished LoRA run folder")
     res = set_peft_model_state_dict(model, load_file(str(f)))
     if res.unexpected_keys: raise ValueError(f"{f}: {len(res.unexpected_keys)} weights do not fit this model, e.g. {res.unexpected_keys[0]}")
     return model
@@ -495,20 +466,19 @@ def curriculum_splits(data: str|Path, # SPLIT_DIR with train.csv, val.csv
         dirs.append(d)
     return dirs
 
-def finetune_curriculum(curriculum: list[int], # images per stage, e.g. [6000, 20000]
-                        model: str, model_path: str, data: str|Path, images: str|Path,
-                        out: str|Path, # RUN_DIR: the last stage; earlier stages go to RUN_DIR/_curriculum
-                        seed: int = 42,
-                        init_adapter: str|Path|None = None, # weights for the first stage
-                        **kwargs, # passed to `finetune` for every stage
+@delegates(TrainConfig)
+def finetune_curriculum(cfg: TrainConfig|None = None, # the run's settings: `curriculum` (images per stage), `out` the last stage's RUN_DIR
+                        callbacks: list|None = None, # extra TrainerCallbacks, for every stage
+                        **kwargs, # `TrainConfig` fields (override `cfg`'s)
                        ) -> Path:
     "Fine-tune in stages on growing image subsets, each stage starting from the previous stage's adapter."
-    out = Path(out)
-    dirs = curriculum_splits(data, curriculum, out/"_curriculum", seed)
-    prev = init_adapter
+    cfg = dataclasses.replace(cfg, **kwargs) if cfg else TrainConfig(**kwargs)
+    out = Path(cfg.out)
+    dirs = curriculum_splits(cfg.data, cfg.curriculum, out/"_curriculum", cfg.seed)
+    prev = cfg.lora_dir                                   # weights for the first stage
     for k, d in enumerate(dirs, 1):
-        run = out if k == len(dirs) else out/"_curriculum"/f"stage{k}-run"
+        run = out if k == len(dirs) else out/"_curriculum"/f"stage{k}-run"   # earlier stages go to RUN_DIR/_curriculum
         print(f"curriculum stage {k}/{len(dirs)}: {d.name} -> {run}")
-        finetune(model, model_path, d, images, run, seed=seed, init_adapter=prev, **kwargs)
+        finetune(dataclasses.replace(cfg, data=d, out=run, lora_dir=prev, curriculum=None), callbacks)
         prev = run
     return out

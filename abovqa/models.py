@@ -143,7 +143,7 @@ def check_adapter(adapter: str|Path, # a LoRA adapter folder (a finetune RUN_DIR
     cfg = json.loads((a/"adapter_config.json").read_text())
     try: run = json.loads((a/"run.json").read_text()).get("config", {})     # abovqa's own record, when there is one
     except (OSError, ValueError, AttributeError): run = {}
-    fam, base = run.get("model"), cfg.get("base_model_name_or_path") or run.get("model_path")
+    fam, base = run.get("family") or run.get("model"), cfg.get("base_model_name_or_path") or run.get("model_path")
     if fam and fam != family:
         raise UserError(f"{a} is a {fam} adapter, not {family}: use --model {fam} --model-path {run.get('model_path') or base}")
     if base and str(base).rstrip("/") != str(model_path).rstrip("/") and _base_name(base) != _base_name(model_path):
