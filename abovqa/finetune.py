@@ -15,13 +15,13 @@ from peft import get_peft_model
 from peft.tuners.lora import LoraLayer
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
-from .core import (UserError, config_argv, config_dict, config_from_args, config_parser, get_secret, opt,
-                         write_csv, write_run_info)
+from .core import UserError, config_argv, config_dict, config_from_args, config_parser, opt
+from .core import get_secret, write_csv, write_run_info
 from .models import get_adapter
 from .train_data import SKIP_LOG, VQACollator, VQADataset, VQATrainer, skipped_images
 from .memory import VISION_CHOICES, check_plan, format_plan, load_base, memory_plan
-from .checkpoints import (BestCheckpoint, check_hub_fingerprint, claim_run_dir, fetch_hub_checkpoint,
-                                last_checkpoint, model_card, push_run, restore_best, run_fingerprint, start_wandb)
+from .checkpoints import BestCheckpoint, check_hub_fingerprint, claim_run_dir, fetch_hub_checkpoint, last_checkpoint
+from .checkpoints import model_card, push_run, restore_best, run_fingerprint, start_wandb
 
 # %% auto #0
 __all__ = ['COMMON', 'PRESETS', 'FAMILIES', 'RECIPES', 'scale_batch', 'training_kwargs', 'recipe_quant', 'EpochLR',
@@ -346,7 +346,7 @@ def already_finished(out: Path, # the run folder
     same = json.loads(json.dumps(training_args, default=str)) == info.get("config", {}).get("training_args")
     return info.get("status") == "finished" and same
 
-@delegates(TrainConfig)
+@delegates(TrainConfig, keep=True)
 def finetune(cfg: TrainConfig|None = None, # the run's settings; or give its fields as keyword arguments
              callbacks: list|None = None, # extra TrainerCallbacks (in-process only)
              **kwargs, # `TrainConfig` fields (override `cfg`'s)
@@ -466,7 +466,7 @@ def curriculum_splits(data: str|Path, # SPLIT_DIR with train.csv, val.csv
         dirs.append(d)
     return dirs
 
-@delegates(TrainConfig)
+@delegates(TrainConfig, keep=True)
 def finetune_curriculum(cfg: TrainConfig|None = None, # the run's settings: `curriculum` (images per stage), `out` the last stage's RUN_DIR
                         callbacks: list|None = None, # extra TrainerCallbacks, for every stage
                         **kwargs, # `TrainConfig` fields (override `cfg`'s)
