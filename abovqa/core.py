@@ -14,7 +14,7 @@ from pathlib import Path
 __all__ = ['SECRET_NAMES', 'OFFLINE_ENV', 'environment', 'home_dir', 'run_dir', 'image_root', 'seed_everything', 'MissingSecret',
            'get_secret', 'redact', 'offline_env', 'UserError', 'MissingInput', 'BadInput', 'atomic_path', 'write_csv',
            'atomic_files', 'skip_summary', 'package_versions', 'hardware', 'write_json', 'write_run_info', 'opt',
-           'config_parser', 'config_from_args', 'config_argv', 'config_dict']
+           'config_parser', 'config_from_args', 'config_argv', 'config_dict', 'config_signature']
 
 # %% ../nbs/00_core.ipynb #eafc35ac
 def environment() -> str:
@@ -310,3 +310,22 @@ def config_dict(cfg, # a config dataclass instance
                ) -> dict:
     "`cfg` as JSON-ready data (paths as strings, tuples as lists): run.json's `config`."
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=_jsonable))
+
+# %% ../nbs/00_core.ipynb #cb24c7e0
+import inspect
+from fastcore.meta import delegates
+
+def config_signature(cls, # a config dataclass
+                     keep: bool = False, # keep `**kwargs` in the signature
+                    ):
+    "Decorator: a function `f(cfg=None, ..., **kwargs)` shows `cls`'s fields (required ones keyword-only) as its parameters."
+    def _f(f):
+        f = delegates(cls, keep=keep)(f)
+        sig, M = inspect.signature(f), dataclasses.MISSING
+        req = [inspect.Parameter(x.name, inspect.Parameter.KEYWORD_ONLY, annotation=x.type) for x in dataclasses.fields(cls)
+               if x.default is M and x.default_factory is M]
+        ps = list(sig.parameters.values())
+        at = next((k for k, q in enumerate(ps) if q.kind in (q.KEYWORD_ONLY, q.VAR_KEYWORD)), len(ps))
+        f.__signature__ = sig.replace(parameters=[*ps[:at], *req, *ps[at:]])
+        return f
+    return _f

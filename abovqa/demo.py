@@ -100,8 +100,9 @@ def run_models(cfg: DemoConfig, # the demo settings
                     metric_device=dev, **mo)
     _stage(4, res["base"]); zs = evaluate_model(ev)
     _stage(5, f"preset {res['preset']}")
-    finetune("blip", res["base"], p["split"], p["images"], p["finetune"], preset=res["preset"], max_steps=cfg.max_steps,
-             every=cfg.every or (50 if cfg.real else None), max_eval_samples=cfg.max_eval_samples, seed=cfg.seed)
+    finetune(family="blip", model_path=res["base"], data=p["split"], images=p["images"], out=p["finetune"],
+             preset=res["preset"], max_steps=cfg.max_steps, every=cfg.every or (50 if cfg.real else None),
+             max_eval_samples=cfg.max_eval_samples, seed=cfg.seed)
     _stage(6); ft = evaluate_model(ev, out=p["fine_tuned"], lora_dir=p["finetune"])
     return {"zero-shot": zs["summary"], "fine-tuned": ft["summary"]}
 

@@ -4,16 +4,15 @@
 
 # %% ../nbs/05_evaluate.ipynb #93d6394b
 from __future__ import annotations
-import dataclasses, hashlib, inspect, json, os, subprocess, sys, time, uuid
+import dataclasses, hashlib, json, os, subprocess, sys, time, uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
-from fastcore.meta import delegates
 from .core import UserError, image_root, offline_env, seed_everything, write_csv, write_json, write_run_info
-from .core import opt, config_parser, config_from_args, config_argv, config_dict
+from .core import opt, config_parser, config_from_args, config_argv, config_dict, config_signature
 from .models import get_adapter, ADAPTERS
 from .split import read_vqa
 
@@ -421,20 +420,7 @@ def _skip_summary(skipped: pd.DataFrame, n: int, path: Path) -> str:
     eg = ", ".join(skipped.image_path.head(3))
     return f"{len(skipped)} of {n} rows skipped ({reasons}), e.g. {eg}; full list: {path}"
 
-def _show_required(cls):
-    "Decorator: put `cls`'s required fields into the signature as keyword-only parameters (`delegates` adds those with a default)."
-    M = dataclasses.MISSING
-    def _f(f):
-        sig = inspect.signature(f)
-        req = [inspect.Parameter(x.name, inspect.Parameter.KEYWORD_ONLY, annotation=x.type) for x in dataclasses.fields(cls)
-               if x.default is M and x.default_factory is M]
-        first, *rest = sig.parameters.values()
-        f.__signature__ = sig.replace(parameters=[first, *req, *rest])
-        return f
-    return _f
-
-@_show_required(EvalConfig)
-@delegates(EvalConfig)
+@config_signature(EvalConfig)
 def evaluate_model(cfg: EvalConfig|None = None, # the run's settings; built from `kwargs` when None (or updated by them)
                    **kwargs, # `EvalConfig` fields
                   ) -> dict:

@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from abovqa import testing
-from abovqa.finetune import VQACollator, VQADataset, add_lora
+from abovqa.finetune import add_lora
+from abovqa.train_data import VQACollator, VQADataset
 from abovqa.models import get_adapter
 
 

@@ -4,7 +4,7 @@ Models are built from the real architectures' configs with random weights (no do
   blip   BLIP-VQA-base (BlipConfig defaults = Salesforce/blip-vqa-base), fp32 weights + fp16 autocast, LoRA all-linear
   llava  LLaVA-1.5-7B (CLIP-L/336 + Llama-2-7B), 4-bit nf4 QLoRA, 576 image tokens + 40 text tokens per sample
   qwen   Qwen2.5-VL-7B, 8-bit QLoRA, a 252x252 image = 81 tokens (ABO small) + 40 text tokens per sample
-The 7B models are saved once (fp16, ~15 GB each) under --cache and loaded by `abovqa.finetune.load_base`, the loader
+The 7B models are saved once (fp16, ~15 GB each) under --cache and loaded by `abovqa.memory.load_base`, the loader
 `abovqa finetune` uses (Qwen: frozen fp16 vision tower); `plan_gib` is its memory plan for the same batch.
 Each set-up runs `--steps` optimizer steps (after 2 warm-up steps) of forward + backward + AdamW on synthetic inputs
 with gradient checkpointing (non-reentrant) and fp16 GradScaler, exactly as the Trainer presets would.
@@ -26,7 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_eval import make_checkpoint                      # random-weight checkpoint + processor, real or tiny config
-from abovqa.finetune import FAMILIES, add_lora, check_trainable_fp32, device_map_for, load_base, memory_plan
+from abovqa.finetune import FAMILIES, add_lora, check_trainable_fp32, device_map_for
+from abovqa.memory import load_base, memory_plan
 from abovqa.models import get_adapter
 
 

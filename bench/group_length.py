@@ -8,7 +8,7 @@ One epoch over N rows with mixed-length questions (ABO-like: 3 to ~30 words) and
   samples/s  collate (the adapter's `train_batch`) + one LoRA step (forward, backward, AdamW) per batch, best of
              `--repeat` epochs.
 The random order is a seeded `RandomSampler` (what the Trainer used before); the grouped one is
-`abovqa.finetune.GroupedSampler` over `text_lengths` (what `finetune` uses now), same seed.
+`abovqa.train_data.GroupedSampler` over `text_lengths` (what `finetune` uses now), same seed.
 
     python bench/group_length.py [--n 512] [--batch 16] [--families blip llava qwen] [--repeat 2]
 """
@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 
 from abovqa import testing
-from abovqa.finetune import GroupedSampler, VQACollator, add_lora, text_lengths
+from abovqa.finetune import add_lora
+from abovqa.train_data import GroupedSampler, VQACollator, text_lengths
 from abovqa.models import get_adapter
 
 SHORT = ["what color is it?", "what material?", "what shape is this?", "what brand?"]

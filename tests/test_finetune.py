@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from abovqa import testing
-from abovqa.finetune import VQADataset, finetune, lora_layers, double_wrapped
+from abovqa.finetune import finetune, lora_layers, double_wrapped
+from abovqa.train_data import VQADataset
 from abovqa.models import get_adapter
 
 COLORS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220), "yellow": (230, 210, 20)}
@@ -36,7 +37,8 @@ def short_run(family, split, out, callbacks=None, **kw):
     data, images = split
     opts = dict(preset="demo", max_steps=24, lr=5e-3, batch_size=8, every=24, max_eval_samples=8, quant="none",
                 set_args={"logging_steps": 4, "gradient_checkpointing": True})
-    return finetune(family, str(TINY[family]()), data, images, out, callbacks=callbacks, **{**opts, **kw})
+    return finetune(family=family, model_path=str(TINY[family]()), data=data, images=images, out=out, callbacks=callbacks,
+                    **{**opts, **kw})
 
 
 @pytest.mark.parametrize("family", ["blip", "llava", "qwen"])
@@ -49,7 +51,7 @@ def test_lora_trains_only_adapter_and_reloads(family, split, tmp_path):
     # run folder: adapter + processor at the top, resolved config, one LoRA wrapping
     info = json.loads((out / "run.json").read_text())
     cfg = info["config"]
-    assert (info["status"], cfg["model"], cfg["stage"], cfg["double_wrapped"]) == ("finished", family, "fine-tuned", 0)
+    assert (info["status"], cfg["family"], cfg["stage"], cfg["double_wrapped"]) == ("finished", family, "fine-tuned", 0)
     assert cfg["lora"]["r"] == 16 and cfg["lora"]["lora_alpha"] == 32 and info["metrics"]["global_step"] == 24
     assert {"versions", "hardware", "command", "rerun"} <= set(info)
     for f in ("adapter_config.json", "adapter_model.safetensors", "processor_config.json", "README.md"):
@@ -96,7 +98,7 @@ def killed_and_resumed(split, tmp_path_factory):
     "A BLIP run SIGKILLed right after its step-8 checkpoint, then rerun with the same command (wandb offline)."
     d = tmp_path_factory.mktemp("resume")
     data, images = split
-    kw = dict(model="blip", model_path=str(testing.tiny_blip()), data=str(data), images=str(images), out=str(d / "run"),
+    kw = dict(family="blip", model_path=str(testing.tiny_blip()), data=str(data), images=str(images), out=str(d / "run"),
               preset="demo", max_steps=16, lr=5e-3, batch_size=8, every=4, max_eval_samples=8,
               set_args={"logging_steps": 2, "gradient_checkpointing": False}, wandb_project="abovqa-test")
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(d / "wandb"), "WANDB_SILENT": "true"}
@@ -160,7 +162,7 @@ def test_learns_beyond_zero_shot(tmp_path):
     assert main(["generate", str(tmp_path / "cur/curated.csv"), "--images", str(tmp_path / "abo/images/small"),
                  "-o", str(tmp_path / "gen"), "--backend", "metadata"]) == 0
     assert main(["split", str(tmp_path / "gen/vqa.csv"), "-o", str(tmp_path / "split")]) == 0
-    run = finetune("blip", str(base), tmp_path / "split", tmp_path / "abo", tmp_path / "run", preset="demo",
+    run = finetune(family="blip", model_path=str(base), data=tmp_path / "split", images=tmp_path / "abo", out=tmp_path / "run", preset="demo",
                    max_steps=600, every=600, max_eval_samples=64)
     ds = VQADataset(tmp_path / "split/test.csv", tmp_path / "abo")
     rows = [ds[i] for i in range(len(ds)) if question_type(ds.df.question.iloc[i]) != "material"]
@@ -177,7 +179,7 @@ def test_hub_checkpoint_fetch_on_a_repo_that_does_not_exist_yet(tmp_path, monkey
     "The first --hub-checkpoints session: the repo is created later by the Trainer, so 'not found' means 'no checkpoint'."
     import httpx2, huggingface_hub
     from huggingface_hub.errors import RepositoryNotFoundError
-    from abovqa.finetune import fetch_hub_checkpoint
+    from abovqa.checkpoints import fetch_hub_checkpoint
     def not_found(repo, **kw):
         req = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo}")
         raise RepositoryNotFoundError("404 Repository Not Found", response=httpx2.Response(404, request=req))
@@ -192,13 +194,13 @@ def test_two_process_ddp_llava_trains_and_resumes(split, tmp_path):
     out = tmp_path / "run"
     kw = dict(preset="demo", max_steps=4, batch_size=2, every=2, max_eval_samples=4, quant="none", gpus=2,
               set_args={"logging_steps": 1, "gradient_checkpointing": True})
-    finetune("llava", str(testing.tiny_llava()), data, images, out, **kw)
+    finetune(family="llava", model_path=str(testing.tiny_llava()), data=data, images=images, out=out, **kw)
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     assert json.loads((out / "run.json").read_text())["config"]["world"] == 2
     assert {p.name for p in (out / "checkpoint-4").glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
     (out / "checkpoint-6").mkdir()                                       # a save killed half-way
-    finetune("llava", str(testing.tiny_llava()), data, images, out, **{**kw, "max_steps": 6})
+    finetune(family="llava", model_path=str(testing.tiny_llava()), data=data, images=images, out=out, **{**kw, "max_steps": 6})
     info = json.loads((out / "run.json").read_text())
     assert info["config"]["resumed_from"] == "checkpoint-4" and info["metrics"]["global_step"] == 6
     assert (out / "_incomplete-checkpoint-6").is_dir() and (out / "checkpoint-6" / "trainer_state.json").is_file()

@@ -12,7 +12,9 @@ from PIL import Image
 from abovqa import testing
 from abovqa.cli import main
 from abovqa.core import UserError
-from abovqa.finetune import VQACollator, VQADataset, finetune, FINGERPRINT, SKIP_LOG
+from abovqa.checkpoints import FINGERPRINT
+from abovqa.finetune import finetune
+from abovqa.train_data import SKIP_LOG, VQACollator, VQADataset
 from abovqa.models import get_adapter, check_adapter
 
 COLORS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220), "yellow": (230, 210, 20)}
@@ -46,12 +48,12 @@ OPTS = dict(preset="demo", lr=5e-3, batch_size=4, every=5, max_eval_samples=4, q
 
 def run(split, out, **kw):
     data, images = split
-    return finetune("blip", str(testing.tiny_blip()), data, images, out, **{**OPTS, **kw})
+    return finetune(family="blip", model_path=str(testing.tiny_blip()), data=data, images=images, out=out, **{**OPTS, **kw})
 
 
 def cli(split, out, *extra):
     data, images = split
-    return main(["finetune", "--model", "blip", "--model-path", str(testing.tiny_blip()), "--data", str(data),
+    return main(["finetune", "--family", "blip", "--model-path", str(testing.tiny_blip()), "--data", str(data),
                  "--images", str(images), "-o", str(out), "--preset", "demo", "--lr", "0.005", "--batch-size", "4",
                  "--every", "5", "--max-eval-samples", "4", "--set", "logging_steps=5", *extra])
 

@@ -15,7 +15,8 @@ from transformers import TrainerCallback
 
 from abovqa import cli, testing
 from abovqa.core import UserError
-from abovqa.finetune import T4_GIB, check_plan, finetune, memory_plan
+from abovqa.finetune import finetune
+from abovqa.memory import T4_GIB, check_plan, memory_plan
 
 QWEN = "Qwen/Qwen2.5-VL-7B-Instruct"
 TINY = {"blip": testing.tiny_blip, "llava": testing.tiny_llava, "qwen": testing.tiny_qwen}
@@ -32,7 +33,8 @@ def run(split, out, family="blip", callbacks=None, **kw):
     data, images = split
     opts = dict(preset="demo", max_steps=12, lr=5e-3, batch_size=8, every=4, max_eval_samples=8, quant="none",
                 set_args={"logging_steps": 4})
-    return finetune(family, str(TINY[family]()), data, images, out, callbacks=callbacks, **{**opts, **kw})
+    return finetune(family=family, model_path=str(TINY[family]()), data=data, images=images, out=out, callbacks=callbacks,
+                    **{**opts, **kw})
 
 
 # ---- memory plan ----
@@ -60,7 +62,7 @@ def test_plan_computes_for_the_tiny_models(family):
 def test_a_tiny_budget_is_refused_before_training(split, tmp_path, capsys):
     out, (data, images), model = tmp_path / "run", split, str(TINY["blip"]())
     capsys.readouterr()
-    rc = cli.main(["finetune", "--model", "blip", "--model-path", model, "--data", str(data),
+    rc = cli.main(["finetune", "--family", "blip", "--model-path", model, "--data", str(data),
                    "--images", str(images), "-o", str(out), "--gpu-memory", "0.05", "--max-steps", "2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "Traceback" not in err[0], err

@@ -15,7 +15,7 @@ def test_seed_presets_match_the_report():
     assert training_kwargs("seed-qwen")["max_steps"] == 5000 and training_kwargs("seed-llava")["max_steps"] == 1500
 
 def test_recipe_of_another_family_is_a_usage_error(tmp_path, capsys):
-    args = ["finetune", "--model", "llava", "--model-path", "x", "--data", str(tmp_path), "--images", str(tmp_path),
+    args = ["finetune", "--family", "llava", "--model-path", "x", "--data", str(tmp_path), "--images", str(tmp_path),
             "-o", str(tmp_path/"run"), "--preset", "seed-blip"]
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -23,6 +23,6 @@ def test_recipe_of_another_family_is_a_usage_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("bad", ["20000,6000", "6k,20k", "0,10"])
 def test_curriculum_sizes_are_checked(bad, tmp_path, capsys):
-    rc = main(["finetune", "--model", "blip", "--model-path", "x", "--data", "d", "--images", "i", "-o", str(tmp_path),
+    rc = main(["finetune", "--family", "blip", "--model-path", "x", "--data", "d", "--images", "i", "-o", str(tmp_path),
                "--curriculum", bad])   # argparse's usage error comes back as exit 2 through the CLI's error boundary
     assert rc == 2 and "--curriculum" in capsys.readouterr().err
