@@ -37,7 +37,7 @@ QWEN_7B = dict(text=dict(vocab_size=152064, hidden_size=3584, intermediate_size=
                            spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31]),
                min_pixels=3136, max_pixels=12845056)
 
-# ---- the same architectures, tiny (CPU smoke test; hidden 64 so 4-bit works) ----
+# ---- the same architectures, tiny (CPU smoke test; hidden 64 so 4-bit works; vocab grown to the real tokenizer's) ----
 TINY = dict(
     blip=dict(text=dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                         max_position_embeddings=64),
@@ -62,7 +62,7 @@ def build_blip(c):
     tok = wordpiece_tokenizer(bos=True, max_length=c["text"]["max_position_embeddings"])
     s = c["vision"]["image_size"]
     proc = BlipProcessor(image_processor=BlipImageProcessor(size={"height": s, "width": s}), tokenizer=tok)
-    cfg = BlipConfig(text_config=dict(c["text"], pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+    cfg = BlipConfig(text_config=dict(c["text"], vocab_size=max(c["text"]["vocab_size"], len(tok)), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                                       sep_token_id=tok.sep_token_id, eos_token_id=tok.sep_token_id),
                      vision_config=c["vision"], projection_dim=c["projection_dim"], image_text_hidden_size=c["image_text_hidden_size"])
     return BlipForQuestionAnswering, cfg, proc
@@ -76,7 +76,7 @@ def build_llava(c):
                           tokenizer=tok, patch_size=c["patch_size"], num_additional_image_tokens=1,
                           vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE)
     cfg = LlavaConfig(vision_config=c["vision"],
-                      text_config=dict(c["text"], pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
+                      text_config=dict(c["text"], vocab_size=max(c["text"]["vocab_size"], len(tok)), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
                       image_token_index=tok.convert_tokens_to_ids("<image>"), image_seq_length=(s // c["patch_size"]) ** 2,
                       vision_feature_select_strategy="default", vision_feature_layer=-2, projector_hidden_act="gelu")
     return LlavaForConditionalGeneration, cfg, proc
@@ -90,7 +90,7 @@ def build_qwen(c):
     kw = dict(min_pixels=c["min_pixels"], max_pixels=c["max_pixels"], patch_size=14, temporal_patch_size=2, merge_size=2)
     proc = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**kw), tokenizer=tok,
                                video_processor=Qwen2VLVideoProcessor(**kw), chat_template=QWEN_TEMPLATE)
-    cfg = Qwen2_5_VLConfig(text_config=dict(c["text"], bos_token_id=ids("<|endoftext|>"), eos_token_id=tok.eos_token_id,
+    cfg = Qwen2_5_VLConfig(text_config=dict(c["text"], vocab_size=max(c["text"]["vocab_size"], len(tok)), bos_token_id=ids("<|endoftext|>"), eos_token_id=tok.eos_token_id,
                                             pad_token_id=tok.pad_token_id),
                            vision_config=c["vision"], image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
                            vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
