@@ -190,7 +190,7 @@ def test_bad_input(case, world, tmp_path, run_cli, capsys, monkeypatch, request)
     if cmd == "inference.py":
         from abovqa.cli import script_main   # what inference.py's __main__ runs
         capsys.readouterr(); rc = script_main("inference.py", _inference_main(), argv); o, e = capsys.readouterr()
-        from conftest import CliResult
+        from abovqa.fixtures import CliResult
         r = CliResult(rc, o, e)
     else: r = run_cli(cmd, *argv)
     prog = cmd if cmd == "inference.py" else f"abovqa {cmd}"
