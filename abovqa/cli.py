@@ -8,7 +8,7 @@ import argparse, errno, importlib, os, sys
 from .core import UserError, MissingSecret
 
 # %% auto #0
-__all__ = ['COMMANDS', 'NotBuilt', 'os_error_message', 'guarded', 'main', 'script_main']
+__all__ = ['COMMANDS', 'os_error_message', 'guarded', 'main', 'script_main']
 
 # %% ../nbs/09_cli.ipynb #e9b57970
 COMMANDS = {  # subcommand: (module:function, one-line help)
@@ -27,16 +27,11 @@ COMMANDS = {  # subcommand: (module:function, one-line help)
 }
 
 # %% ../nbs/09_cli.ipynb #d6e56bdd
-class NotBuilt(RuntimeError): "This phase of the pipeline is not implemented yet."
-
 def _resolve(cmd):
-    target, _ = COMMANDS[cmd]
-    mod, fn = target.split(":")
+    "The function behind subcommand `cmd`; an ImportError when its module or function is missing."
+    mod, fn = COMMANDS[cmd][0].split(":")
     try: return getattr(importlib.import_module(mod), fn)
-    except ModuleNotFoundError as e:
-        if e.name != mod: raise   # a missing dependency inside a built phase is a real error
-        raise NotBuilt(f"`abovqa {cmd}` is not built yet (no module {mod}).") from None
-    except AttributeError: raise NotBuilt(f"`abovqa {cmd}` is not built yet ({target} is missing).") from None
+    except AttributeError: raise ImportError(f"cannot import name {fn!r} from {mod!r} (abovqa {cmd})", name=mod) from None
 
 # %% ../nbs/09_cli.ipynb #b3dabbc5
 def _parser():
@@ -82,7 +77,7 @@ def guarded(prog: str, # name shown before each message, e.g. 'abovqa split'
     except SystemExit as e:   # argparse (2, after its usage line) or a command's own sys.exit
         if e.code is None or isinstance(e.code, int): return e.code or 0
         return say(e.code, 1)
-    except (UserError, NotBuilt, MissingSecret) as e: return say(e, getattr(e, "code", 2))
+    except (UserError, MissingSecret) as e: return say(e, getattr(e, "code", 2))
     except KeyboardInterrupt: return say("interrupted; rerun the same command to continue", 130)
     except OSError as e: return say(os_error_message(e), 1)
     except Exception as e: return say(f"{type(e).__name__}: {e} (rerun with --debug for the traceback)", 1)
@@ -94,7 +89,7 @@ def main(argv: list[str]|None = None, # arguments after `abovqa`; `sys.argv[1:]`
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv); argv = [a for a in argv if a != "--debug"]
     ns = _parser().parse_args(argv)
-    return guarded(f"abovqa {ns.command}", lambda args: _resolve(ns.command)(args), ns.args, debug)
+    return guarded(f"abovqa {ns.command}", _resolve(ns.command), ns.args, debug)
 
 # %% ../nbs/09_cli.ipynb #a84bf7a8
 def script_main(prog: str, # the script's name, shown before each message
@@ -104,3 +99,7 @@ def script_main(prog: str, # the script's name, shown before each message
     "Run a script's `fn(argv)` inside `guarded`, with `--debug` / `ABOVQA_DEBUG=1` for the traceback."
     argv = list(sys.argv[1:] if argv is None else argv)
     return guarded(prog, fn, [a for a in argv if a != "--debug"], _debug(argv))
+
+# %% ../nbs/09_cli.ipynb #cf01735d
+#| eval: false
+if __name__ == "__main__": sys.exit(main())

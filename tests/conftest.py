@@ -19,43 +19,14 @@ def pytest_collection_modifyitems(config, items):
         if "slow" in item.keywords: item.add_marker(skip)
 
 # ------------------------------------------------------------------ running commands in-process (tests/test_bad_inputs.py)
-import re
-from dataclasses import dataclass
-
-@dataclass
-class CliResult:
-    code: int   # exit status
-    out: str    # stdout
-    err: str    # stderr
-
-    def messages(self, prog: str) -> list[str]:
-        "The error lines `prog` printed (`prog: ...`), warnings and argparse's usage lines left out."
-        return [l for l in self.err.splitlines() if l.startswith(f"{prog}: ") and not l.startswith(f"{prog}: warning")]
-
 @pytest.fixture
 def run_cli(capsys):
     "Run `abovqa ARGS...` in this process through `abovqa.cli.main`; returns a `CliResult` (exit code, stdout, stderr)."
     from abovqa.cli import main
+    from abovqa.fixtures import CliResult
     def run(*args):
         capsys.readouterr()
         code = main([str(a) for a in args])
         out, err = capsys.readouterr()
         return CliResult(code, out, err)
     return run
-
-
-def colour_split(root, colors: dict, train: int = 32, val: int = 16, test: int = 8):
-    "A split folder of coloured squares (ABO layout, images/small) with a colour question each: (split dir, root)."
-    import pandas as pd
-    from PIL import Image
-    for name, n in dict(train=train, val=val, test=test).items():
-        rows = []
-        for i in range(n):
-            c = list(colors)[i % len(colors)]
-            rel = f"{name[:2]}/{name}{i}.jpg"
-            (root / "images/small" / rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (40, 40), colors[c]).save(root / "images/small" / rel)
-            rows.append(dict(image_path=rel, question="what color is the product?", answer=c, image_id=f"{name}{i}"))
-        (root / "split").mkdir(exist_ok=True)
-        pd.DataFrame(rows).to_csv(root / "split" / f"{name}.csv", index=False)
-    return root / "split", root

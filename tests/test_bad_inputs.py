@@ -190,7 +190,7 @@ def test_bad_input(case, world, tmp_path, run_cli, capsys, monkeypatch, request)
     if cmd == "inference.py":
         from abovqa.cli import script_main   # what inference.py's __main__ runs
         capsys.readouterr(); rc = script_main("inference.py", _inference_main(), argv); o, e = capsys.readouterr()
-        from conftest import CliResult
+        from abovqa.fixtures import CliResult
         r = CliResult(rc, o, e)
     else: r = run_cli(cmd, *argv)
     prog = cmd if cmd == "inference.py" else f"abovqa {cmd}"
@@ -218,12 +218,13 @@ def _proc(*args, env=None):
                           env={**os.environ, **(env or {})})
 
 def test_console_one_line_and_debug_traceback(tmp_path):
-    cmd = ["-c", "import sys; from abovqa.cli import main; sys.exit(main())", "split", tmp_path/"nope.csv", "-o", tmp_path/"s"]
-    r = _proc(*cmd, env=dict(ABOVQA_DEBUG="0"))
-    assert r.returncode == 1 and r.stderr.startswith(f"abovqa split: {tmp_path}/nope.csv: no such file; check the path")
-    assert len(r.stderr.splitlines()) == 1
-    r = _proc(*cmd, env=dict(ABOVQA_DEBUG="1"))
-    assert r.returncode == 1 and "Traceback" in r.stderr and "MissingInput" in r.stderr
+    from abovqa import fixtures
+    cmd = ["split", tmp_path/"nope.csv", "-o", tmp_path/"s"]
+    r = fixtures.run_cli(*cmd, env={**os.environ, "ABOVQA_DEBUG": "0"}, cwd=ROOT)
+    assert r.code == 1 and r.err.startswith(f"abovqa split: {tmp_path}/nope.csv: no such file; check the path")
+    assert len(r.err.splitlines()) == 1
+    r = fixtures.run_cli(*cmd, env={**os.environ, "ABOVQA_DEBUG": "1"}, cwd=ROOT)
+    assert r.code == 1 and "Traceback" in r.err and "MissingInput" in r.err
 
 def test_full_disk_is_one_line_naming_the_file(tmp_path, run_cli, monkeypatch):
     "ENOSPC while writing the split: one line naming the file and saying earlier files are intact; nothing replaced."

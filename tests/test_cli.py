@@ -1,20 +1,17 @@
 "The console command as a user runs it: a real subprocess."
-import subprocess, sys
+import subprocess
 from abovqa.cli import COMMANDS
-
-def run(*args):
-    return subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", *args],
-                          capture_output=True, text=True, timeout=120)
+from abovqa.fixtures import run_cli as run
 
 def test_help_lists_every_phase():
     r = run("--help")
-    assert r.returncode == 0
+    assert r.code == 0
     for cmd in ["sample-abo", "curate", "generate", "split", "evaluate", "finetune", "report", "demo"]:
-        assert cmd in r.stdout and cmd in COMMANDS
+        assert cmd in r.out and cmd in COMMANDS
 
 def test_unknown_command_is_an_error():
     r = run("no-such-phase")
-    assert r.returncode == 2 and "invalid choice" in r.stderr
+    assert r.code == 2 and "invalid choice" in r.err
 
 def test_console_script_installed():
     import shutil

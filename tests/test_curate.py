@@ -1,43 +1,13 @@
 "Curation (abovqa.curate) on hand-built edge-case listings, bad input, and the CLI on the synthetic catalogue."
-import gzip, json, random, subprocess, sys
-from pathlib import Path
+import gzip, json, random
 
 import numpy as np, pandas as pd, pytest
-from PIL import Image
 
 from abovqa.curate import (ATTRIBUTES, COLUMNS, DROP_REASONS, CurationError, curate, curate_cli, listing_lines,
                            small_size)
+from abovqa.fixtures import ent, images_for, listing, run_cli, write_root
 
-# ---------------------------------------------------------------- fixtures: hand-built ABO roots
-
-def ent(value, tag="en_US"): return {"language_tag": tag, "value": value}
-
-def listing(item_id, img=None, english=("item_name", "color", "material", "style"), tag="en_US", domain="amazon.com",
-            ptype="CHAIR", **extra):
-    "A listing with `product_type` plus one value, tagged `tag`, in each attribute of `english`."
-    d = {"item_id": item_id, "country": "US", "marketplace": "Amazon", "domain_name": domain,
-         "product_type": [{"value": ptype}], **{a: [ent(f"{a} {item_id}", tag)] for a in english}}
-    if img is not None: d["main_image_id"] = img
-    d.update(extra)
-    return d
-
-def write_root(root, files, images=(), jpegs=()):
-    """An ABO root: `files` is a list of lists of listings (dicts are json.dumps'ed like ABO, strings written raw),
-    `images` rows (image_id, height, width) with path `xx/<id>.jpg`, `jpegs` the ids that get a real JPEG."""
-    root = Path(root)
-    (root/"listings/metadata").mkdir(parents=True); (root/"images/metadata").mkdir(parents=True)
-    for i, lines in enumerate(files):
-        with gzip.open(root/f"listings/metadata/listings_{i:x}.json.gz", "wt", encoding="utf-8") as f:
-            for l in lines: f.write((l if isinstance(l, str) else json.dumps(l)) + "\n")
-    rows = [(i, h, w, f"{i[:2].lower()}/{i}.jpg") for i, h, w in images]
-    pd.DataFrame(rows, columns=["image_id", "height", "width", "path"]).to_csv(root/"images/metadata/images.csv.gz", index=False)
-    for i, h, w in images:
-        if i in jpegs:
-            p = root/"images/small"/f"{i[:2].lower()}/{i}.jpg"; p.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (w, h), "blue").save(p)
-    return root
-
-def images_for(*ids, size=(300, 400)): return [(i, *size) for i in ids]
+# ---------------------------------------------------------------- fixtures: hand-built ABO roots (abovqa.fixtures)
 
 def run(root, **kw):
     kw = {"progress": False, "workers": 1, "n": None, **kw}
@@ -154,7 +124,7 @@ def test_sizes_path_and_sampling_prefix(tmp_path):
     assert sorted(other.image_id) == sorted(full.image_id) and other.image_id.tolist() != full.image_id.tolist()
 
 def test_small_size_matches_sample_module():
-    sample = pytest.importorskip("abovqa.sample")
+    from abovqa import sample
     r = random.Random(0)
     hw = [(r.randint(1, 2600), r.randint(1, 2600)) for _ in range(3000)] + [(106, 106), (30, 500), (1, 512), (256, 257)]
     h, w = small_size([a for a, _ in hw], [b for _, b in hw])
@@ -259,29 +229,26 @@ def test_listing_lines_streams_across_chunk_boundaries(tmp_path):
 
 # ---------------------------------------------------------------- command line
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "curate", *args],
-                          capture_output=True, text=True, timeout=300)
+def cli(*args): return run_cli("curate", *args)
 
 def test_cli_bad_input_exit_status(tmp_path):
     r = cli(str(tmp_path/"nowhere"), "-o", str(tmp_path/"out"), "--quiet")
-    assert r.returncode == 1 and "not an ABO root" in r.stderr and "missing:" in r.stderr
+    assert r.code == 1 and "not an ABO root" in r.err and "missing:" in r.err
     root = write_root(tmp_path/"abo", [[listing("A", "img0000001"), "{broken"]], images_for("img0000001"))
     r = cli(str(root), "-o", str(tmp_path/"out"), "--quiet")
-    assert r.returncode == 1 and "listings_0.json.gz:2: malformed listing" in r.stderr
+    assert r.code == 1 and "listings_0.json.gz:2: malformed listing" in r.err
     r = cli(str(root), "-o", str(tmp_path/"out"), "--quiet", "--on-error", "skip")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.err
     assert json.loads((tmp_path/"out/curation_report.json").read_text())["drops"]["malformed_line"] == 1
 
 def test_cli_on_sample_catalogue(tmp_path):
-    sample = pytest.importorskip("abovqa.sample")
-    if not hasattr(sample, "make_sample_abo"): pytest.skip("abovqa.sample.make_sample_abo is not built yet")
+    from abovqa import sample
     root = sample.make_sample_abo(tmp_path/"abo", listings=300, seed=3)
     outs = []
     for w in ("1", "2"):
         r = cli(str(root), "-o", str(tmp_path/f"out{w}"), "--n", "100", "--seed", "5", "--workers", w, "--verify-images")
-        assert r.returncode == 0, r.stderr
-        assert "listings files" in r.stderr   # the progress bar
+        assert r.code == 0, r.err
+        assert "listings files" in r.err   # the progress bar
         outs.append(json.loads((tmp_path/f"out{w}/curation_report.json").read_text()))
     rep = outs[0]
     assert outs[0] == outs[1]

@@ -1,9 +1,10 @@
 "`abovqa demo` end to end as a user runs it (a real subprocess), in its quick variant: every stage runs and writes its files."
-import json, os, re, subprocess, sys
+import json, os, re
 
 import pandas as pd
 import pytest
 
+from abovqa.fixtures import run_cli
 from abovqa.testing import tiny_blip
 
 
@@ -13,10 +14,9 @@ def demo_run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
     args = ["demo", "-o", str(out), "--listings", "40", "--model-path", str(tiny_blip()), "--max-steps", "3",
             "--every", "1", "--limit", "24", "--quiet"]
-    r = subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", *args],
-                       capture_output=True, text=True, timeout=600, env={**env, "MPLBACKEND": "Agg"})
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return out, r.stdout
+    r = run_cli(*args, timeout=600, env={**env, "MPLBACKEND": "Agg"})
+    assert r.code == 0, r.out[-3000:] + r.err[-3000:]
+    return out, r.out
 
 
 def test_stages_in_order(demo_run):

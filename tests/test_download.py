@@ -1,5 +1,5 @@
 "`abovqa download-abo` end to end against a local S3-like server: cuts, kill -9, no-op reruns, disk full, tar slip, --images-for."
-import filecmp, io, json, os, signal, subprocess, sys, tarfile, time
+import filecmp, io, json, os, signal, subprocess, tarfile, time
 from pathlib import Path
 from unittest import mock
 
@@ -8,10 +8,10 @@ import pytest
 
 from abovqa.cli import main
 from abovqa.download import ARCHIVES, STATE_DIR, ArchiveServer, download_abo, make_archives
+from abovqa.fixtures import cli_argv, run_cli
 from abovqa.sample import make_sample_abo
 
 REPO = Path(__file__).parents[1]
-CMD = [sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "download-abo"]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_resume_after_kill9(abo, tmp_path):
     state = dest/STATE_DIR/"images-small.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with ArchiveServer(served, rate=1e6, crc32=True) as srv:
-        p = subprocess.Popen(CMD + [str(dest), "--what", "images-small", "--base-url", srv.url, "--quiet"], env=env,
+        p = subprocess.Popen(cli_argv("download-abo", dest, "--what", "images-small", "--base-url", srv.url, "--quiet"), env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not (state.exists() and json.loads(state.read_text())["offset"] > n//4) and time.monotonic() < deadline: time.sleep(0.05)
@@ -62,13 +62,12 @@ def test_resume_after_kill9(abo, tmp_path):
         assert not [f for f in dest.rglob("*") if f.is_file() and f.name.startswith(".tmp") is False and f.suffix == ".jpg"
                     and f.stat().st_size == 0]
         srv.rate = None; t0 = time.monotonic()
-        r = subprocess.run(CMD + [str(dest), "--what", "images-small", "--base-url", srv.url, "--quiet"], env=env,
-                           capture_output=True, text=True)
+        r = run_cli("download-abo", dest, "--what", "images-small", "--base-url", srv.url, "--quiet", env=env)
         resume_s = time.monotonic() - t0
-        assert r.returncode == 0, r.stderr
+        assert r.code == 0, r.err
         ranges = [g[2] for g in srv.gets()]
     assert ranges == [None, f"bytes={offset}-"]                             # continued at the saved member boundary
-    assert "CRC32" in r.stdout and f"resumed at" in r.stdout, r.stdout       # CRC32 carries over a process restart
+    assert "CRC32" in r.out and f"resumed at" in r.out, r.out       # CRC32 carries over a process restart
     same_tree(root/"images", dest/"images")
     assert srv.sent - n == before - offset                                   # re-fetched only what was past the resume point
     print(f"\nkill -9: archive {n:,} B, sent before kill {before:,} B, resumed at {offset:,}, total sent {srv.sent:,} B "

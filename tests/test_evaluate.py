@@ -5,6 +5,7 @@ import pandas as pd
 import pytest, torch
 from PIL import Image
 from abovqa import testing
+from abovqa.fixtures import cli_argv, run_cli
 from abovqa.evaluate import evaluate_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,12 +92,12 @@ def test_adapter_run_is_fine_tuned(data, tmp_path):
 
 def test_cli_subprocess(data, tmp_path):
     out = tmp_path/"cli"
-    r = subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "evaluate",
-                        "--family", "llava", "--model-path", str(testing.tiny_llava()), "--data", str(data/"test.csv"),
-                        "--images", str(data/"images"), "-o", str(out), "--metrics", "em,f1", "--batch-size", "3",
-                        "--stage", "zero-shot", "--no-progress"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "exact_match" in r.stdout
+    r = run_cli("evaluate",
+                "--family", "llava", "--model-path", str(testing.tiny_llava()), "--data", str(data/"test.csv"),
+                "--images", str(data/"images"), "-o", str(out), "--metrics", "em,f1", "--batch-size", "3",
+                "--stage", "zero-shot", "--no-progress")
+    assert r.code == 0, r.err[-2000:]
+    assert "exact_match" in r.out
     assert len(pd.read_csv(out/"predictions.csv")) == 12
     assert json.loads((out/"run.json").read_text())["skipped_images"] == 2
 
@@ -117,11 +118,6 @@ def test_inference_contract(data, tmp_path, monkeypatch):
 
 
 # --- options, faults, journal/resume, --gpus, length grouping (issues #12, #16, #11) ---
-
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "evaluate", *args],
-                          capture_output=True, text=True, timeout=timeout)
-
 
 @pytest.mark.parametrize("opts,code,msg", [
     (["--normalizer", "nope"], 2, "--normalizer: unknown normalizer"),
@@ -216,8 +212,8 @@ def test_kill9_and_resume_gives_identical_predictions(data, big, tmp_path, capsy
             "--metrics", "em,f1", "--no-progress"]
     assert main(["evaluate", *args, "--batch-size", "8", "-o", str(tmp_path/"full")]) == 0
     out = tmp_path/"killed"
-    p = subprocess.Popen([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "evaluate",
-                          *args, "--batch-size", "1", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cli_argv("evaluate", *args, "--batch-size", "1", "-o", out), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     j, t0 = out/"journal-0.jsonl", time.time()
     while p.poll() is None and time.time() - t0 < 120:
         if j.exists() and j.read_bytes().count(b"\n") >= 20: break

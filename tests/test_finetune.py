@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import colour_split
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from abovqa import testing
+from abovqa.fixtures import colour_split, run_cli
 from abovqa.finetune import finetune, lora_layers, double_wrapped
 from abovqa.train_data import VQADataset
 from abovqa.models import get_adapter
@@ -108,8 +108,7 @@ def killed_and_resumed(split, tmp_path_factory):
                  run_json=json.loads((d / "run/run.json").read_text()),
                  wandb_id=json.loads((d / "run/wandb_run.json").read_text())["id"])
     rerun = json.loads((d / "run/run.json").read_text())["rerun"].split()[2:]       # the recorded command
-    second = subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())",
-                             "finetune", *rerun], env=env, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    second = run_cli("finetune", *rerun, env=env, cwd=ROOT)
     return dict(state, second=second, dir=d)
 
 
@@ -117,7 +116,7 @@ def test_sigkill_then_rerun_finishes_at_same_step(killed_and_resumed):
     r = killed_and_resumed
     assert r["first"].returncode == -signal.SIGKILL, r["first"].stderr[-2000:]
     assert r["ckpts"] == ["checkpoint-4", "checkpoint-8"] and r["run_json"]["status"] == "running"
-    assert r["second"].returncode == 0, r["second"].stderr[-3000:]
+    assert r["second"].code == 0, r["second"].err[-3000:]
     run = r["dir"] / "run"
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["config"]["resumed_from"] == "checkpoint-8"
@@ -143,11 +142,6 @@ def test_wandb_offline_one_run_across_resume(killed_and_resumed):
     assert json.loads((r["dir"] / "run" / "wandb_run.json").read_text())["id"] == r["wandb_id"]
 
 
-def _tiny_base():
-    try: return testing.tiny_blip_base()
-    except FileNotFoundError as e: pytest.skip(f"pre-trained tiny BLIP not shipped yet: {e}")
-
-
 def test_learns_beyond_zero_shot(tmp_path):
     """The demo recipe on the synthetic catalogue: fine-tuned held-out EM well above zero-shot.
 
@@ -156,7 +150,7 @@ def test_learns_beyond_zero_shot(tmp_path):
     from abovqa.cli import main
     from abovqa.metrics import question_type, score
     from abovqa.sample import make_sample_abo
-    base = _tiny_base()
+    base = testing.tiny_blip_base()
     make_sample_abo(tmp_path / "abo", listings=600)
     assert main(["curate", str(tmp_path / "abo"), "-o", str(tmp_path / "cur"), "--quiet"]) == 0
     assert main(["generate", str(tmp_path / "cur/curated.csv"), "--images", str(tmp_path / "abo/images/small"),

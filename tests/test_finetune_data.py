@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from abovqa import testing
+from abovqa.fixtures import colour_split
 from abovqa.cli import main
 from abovqa.core import UserError
 from abovqa.checkpoints import FINGERPRINT
@@ -22,20 +23,9 @@ QUESTIONS = ["what color?", "what color is the product?", "what is the main colo
              "in the picture of the product on a white background, what color is the object in the middle?"]
 
 
-def make_split(root, n=dict(train=32, val=8, test=4), shift=0):
-    "A split folder of coloured squares with questions of four different lengths."
-    root = Path(root)
-    for name, k in n.items():
-        rows = []
-        for i in range(k):
-            c = list(COLORS)[(i + shift) % len(COLORS)]
-            rel = f"{name[:2]}/{name}{i}.jpg"
-            (root/"images/small"/rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (32, 32), COLORS[c]).save(root/"images/small"/rel)
-            rows.append(dict(image_path=rel, question=QUESTIONS[(i * 7) % 4], answer=c, image_id=f"{name}{i}"))
-        (root/"split").mkdir(exist_ok=True)
-        pd.DataFrame(rows).to_csv(root/"split"/f"{name}.csv", index=False)
-    return root/"split", root
+def make_split(root, **kw):
+    "A split folder of coloured squares with questions of four different lengths (`colour_split` options in `kw`)."
+    return colour_split(root, COLORS, **{"val": 8, "test": 4, "questions": QUESTIONS, "size": 32, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +130,7 @@ def test_bad_images_are_skipped_and_a_wrong_folder_is_one_error(tmp_path, capsys
 
 def test_collator_skips_images_the_processor_rejects(tmp_path, capsys):
     "Lazily opened rows: an unreadable file and an image the processor rejects are skipped and logged, the rest train."
-    data, images = make_split(tmp_path/"toy", n=dict(train=8, val=2, test=2))
+    data, images = make_split(tmp_path/"toy", train=8, val=2, test=2)
     (images/"images/small/tr/train3.jpg").write_bytes(b"truncated")
     ad = get_adapter("blip"); _, proc = ad.load(testing.tiny_blip())
     ds = VQADataset(data/"train.csv", images, cache=False)
@@ -191,7 +181,7 @@ def test_adapter_for_another_family_or_base_is_refused(blip_adapter, tmp_path):
 
 def test_evaluate_cli_refuses_a_mismatched_adapter(blip_adapter, tmp_path, capsys):
     folder, base = blip_adapter
-    data, images = make_split(tmp_path/"toy", n=dict(test=4))
+    data, images = make_split(tmp_path/"toy", train=0, val=0, test=4)
     rc = main(["evaluate", "--model", "vilt", "--model-path", str(testing.tiny_vilt()), "--adapter", str(folder),
                "--data", str(data/"test.csv"), "--images", str(images/"images/small"), "-o", str(tmp_path/"ev"),
                "--metrics", "exact_match"])

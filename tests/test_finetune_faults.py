@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import colour_split
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from abovqa import cli, testing
+from abovqa.fixtures import colour_split
 from abovqa.core import UserError
 from abovqa.finetune import finetune
 from abovqa.memory import T4_GIB, check_plan, memory_plan

@@ -1,5 +1,5 @@
 "abovqa.generate end to end against the fake Gemini server: parsing, retries, quotas, kill -9 + resume, secrets, batch."
-import base64, json, os, random, signal, subprocess, sys, time
+import base64, json, os, random, signal, subprocess, time
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -9,6 +9,7 @@ from abovqa.gemini import PROMPTS, GenParams, load_jobs, make_client, parse_repl
 from abovqa.generate import generate, generate_cli, LOCK_NAME
 from abovqa.quota import RetryPolicy, Journal, DONE
 from abovqa.cli import main
+from abovqa.fixtures import cli_argv, run_cli
 
 KEY = "AIzaTESTKEY-0123456789-do-not-leak"
 FAST = RetryPolicy(max_attempts=6, base_s=0.01, cap_s=0.05)
@@ -153,9 +154,7 @@ def test_per_minute_limiter_spacing(toy):
 
 # --- kill -9 and resume ----------------------------------------------------------------------------------------------
 def _cli(csv, small, out, url):
-    code = "import sys; from abovqa.generate import generate_cli; sys.exit(generate_cli(sys.argv[1:]))"
-    return [sys.executable, "-c", code, str(csv), "--images", str(small), "-o", str(out), "--base-url", url, "--workers", "4",
-            "--rpm", "0", "--rpd", "0", "--backoff", "0.01", "--no-hf", "--quiet"]
+    return ["generate", *_argv(csv, small, out, url, "--workers", "4", "--rpm", "0", "--rpd", "0")]
 
 def test_kill9_at_random_moments_then_resume_gives_identical_dataset(tmp_path):
     csv, small = toy_curated(tmp_path/"cur", n=40)
@@ -167,15 +166,15 @@ def test_kill9_at_random_moments_then_resume_gives_identical_dataset(tmp_path):
         out, kills = tmp_path/"out", 0
         for _ in range(2):
             base = fake.counts["generate"]; target = base + rng.randint(1, 12)
-            p = subprocess.Popen(_cli(csv, small, out, fake.url), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p = subprocess.Popen(cli_argv(*_cli(csv, small, out, fake.url)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             t0 = time.monotonic()
             while fake.counts["generate"] < target and p.poll() is None and time.monotonic() - t0 < 60: time.sleep(0.005)
             time.sleep(rng.uniform(0, 0.2))
             if p.poll() is None: os.kill(p.pid, signal.SIGKILL); kills += 1
             p.wait()
         assert kills == 2, "a run finished before it could be killed"
-        r = subprocess.run(_cli(csv, small, out, fake.url), env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+        r = run_cli(*_cli(csv, small, out, fake.url), env=env)
+    assert r.code == 0, r.err
     assert (out/"vqa.csv").read_bytes() == (tmp_path/"ref"/"vqa.csv").read_bytes(), f"seed {seed}"
     recs = [json.loads(l) for l in (out/"journal.jsonl").read_text().splitlines() if l.strip()]
     final = [x["key"] for x in recs if x["status"] in DONE]
@@ -377,15 +376,12 @@ def test_circuit_breaker_stops_after_k_failures_in_a_row_and_keeps_the_work(tmp_
     assert len(line) == 1 and "5 server/network failures in a row" in line[0] and "503 UNAVAILABLE" in line[0] and "Traceback" not in err
     assert len(pd.read_csv(tmp_path/"out"/"vqa.csv").image_id.unique()) == 3
 
-def _cli_main(argv):
-    return [sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main(sys.argv[1:]))", "generate", *argv]
-
 def test_second_run_on_the_same_folder_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, monkeypatch, capsys):
     csv, small = toy_curated(tmp_path/"cur", n=30)
     env = {**os.environ, "GEMINI_API_KEY": KEY}; monkeypatch.setenv("GEMINI_API_KEY", KEY)
     out = tmp_path/"out"
     with FakeGemini(latency=0.2, record=False) as fake:
-        first = subprocess.Popen(_cli_main(_argv(csv, small, out, fake.url, "--workers", "1")), env=env,
+        first = subprocess.Popen(cli_argv("generate", *_argv(csv, small, out, fake.url, "--workers", "1")), env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t0 = time.monotonic()
         while fake.counts["generate"] < 2 and time.monotonic() - t0 < 60: time.sleep(0.01)
@@ -406,7 +402,7 @@ def test_ctrl_c_stops_cleanly_with_the_resume_hint(tmp_path):
     env = {**os.environ, "GEMINI_API_KEY": KEY}
     out = tmp_path/"out"
     with FakeGemini(latency=0.2, record=False) as fake:
-        p = subprocess.Popen(_cli_main(_argv(csv, small, out, fake.url, "--workers", "2")), env=env,
+        p = subprocess.Popen(cli_argv("generate", *_argv(csv, small, out, fake.url, "--workers", "2")), env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         t0 = time.monotonic()
         while fake.counts["generate"] < 6 and time.monotonic() - t0 < 60: time.sleep(0.01)
@@ -417,8 +413,8 @@ def test_ctrl_c_stops_cleanly_with_the_resume_hint(tmp_path):
         s = json.loads((out/"summary.json").read_text())
         done = [json.loads(l)["key"] for l in (out/"journal.jsonl").read_text().splitlines()]
         assert s["status"] == "interrupted" and 0 < s["images_done"] == len(done) < 40 and not (out/LOCK_NAME).exists()
-        r = subprocess.run(_cli_main(_argv(csv, small, out, fake.url)), env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and json.loads((out/"summary.json").read_text())["images_done"] == 40
+        r = run_cli("generate", *_argv(csv, small, out, fake.url), env=env)
+    assert r.code == 0 and json.loads((out/"summary.json").read_text())["images_done"] == 40
 
 KEYS = ['AIzaLEAK"quote\\back-slash', 'AIzaLEAK-new\nline', 'AIzaLEAK-n\u00f6n-ascii', 'AIzaLEAK"all\\of\nth\u00e9m']
 

@@ -11,9 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG, NBS = ROOT/"abovqa", ROOT/"nbs"
 
-LIGHT = ["core", "cli", "sample", "curate", "download", "generate", "fakegemini", "split", "metrics", "stats", "report",
+LIGHT = ["core", "vocab", "cli", "sample", "fixtures", "curate", "download", "quota", "gemini", "generate", "fakegemini", "split", "metrics", "stats", "report",
          "compare", "judge"]   # import without torch (cli: `abovqa --help` starts fast); the model phases load it
-TEST_HELPERS = {"sample", "testing", "fakegemini"}       # the synthetic catalogue, shared fixtures, the fake Gemini server
+TEST_HELPERS = {"sample", "testing", "fixtures", "fakegemini"}   # the synthetic catalogue, stand-in models, shared fixtures, the fake Gemini server
 HELPER_USERS = TEST_HELPERS | {"demo", "cli"}           # may import them (cli: by name, from its COMMANDS table)
 MAX_LINES = 650
 

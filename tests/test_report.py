@@ -1,11 +1,12 @@
 "`abovqa report` over run folders written in the formats evaluate and finetune produce (a real Trainer's trainer_state.json)."
-import json, os, subprocess, sys
+import json, os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 
+from abovqa.fixtures import run_cli
 from abovqa.report import (build_report, find_runs, gallery, load_predictions, load_runs, model_label, plot_answer_forms,
                            plot_metrics, plot_question_types, plot_training, results_table, run_stage, training_log)
 
@@ -95,11 +96,9 @@ def test_real_trainer_log(runs):
 
 def test_cli_writes_table_and_figures(runs, tmp_path):
     out = tmp_path/"report"
-    r = subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "report",
-                        str(runs), "-o", str(out), "--images-root", str(runs/"images")],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
-    assert r.returncode == 0, r.stderr
-    assert "| Exact Match |" in r.stdout and "0.7600" in r.stdout
+    r = run_cli("report", runs, "-o", out, "--images-root", runs/"images", env={**os.environ, "MPLBACKEND": "Agg"})
+    assert r.code == 0, r.err
+    assert "| Exact Match |" in r.out and "0.7600" in r.out
     for f in ["table.csv", "table.md", "metrics.png", "training.png", "answer_form.png", "question_types.png",
               "gallery.png"]:
         assert (out/f).exists(), f

@@ -3,11 +3,12 @@
 The checks here are written from the doc, not from the generator: file layout and line counts, the exact
 `json.dumps` line format, the shape of every key, the image table, every image decoding at the right small size,
 the awkward real cases, determinism, the command line, and pictures that show what the listing says."""
-import gzip, hashlib, json, math, re, subprocess, sys
+import gzip, hashlib, json, math, re
 import numpy as np, pandas as pd, pytest
 from PIL import Image
 from abovqa.sample import AWKWARD_CASES, COLOR_RGB, DARK, draw_product, file_counts, find_awkward, make_sample_abo
 from abovqa.vocab import COLORS, SHAPES
+from abovqa.fixtures import run_cli
 
 N = 300
 FILES = [f"listings_{c}.json.gz" for c in "0123456789abcdef"]
@@ -243,17 +244,15 @@ def test_same_seed_same_bytes(tmp_path):
     assert all(a[f"listings/metadata/{n}"] != c[f"listings/metadata/{n}"] for n in FILES)
     assert a["images/metadata/images.csv.gz"] != c["images/metadata/images.csv.gz"]
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-c", "import sys; from abovqa.cli import main; sys.exit(main())", "sample-abo", *args],
-                          capture_output=True, text=True, timeout=300)
+def _cli(*args): return run_cli("sample-abo", *args)
 
 def test_cli(tmp_path):
     r = _cli(str(tmp_path/"out"), "--listings", "48", "--seed", "5", "--no-images")
-    assert r.returncode == 0, r.stderr
-    assert "48 listings" in r.stdout and "image rows" in r.stdout
+    assert r.code == 0, r.err
+    assert "48 listings" in r.out and "image rows" in r.out
     assert not (tmp_path/"out/images/small").exists()
     ref = make_sample_abo(tmp_path/"ref", listings=48, seed=5, images=False)
     assert _digest(tmp_path/"out") == _digest(ref)
     bad = _cli(str(tmp_path/"bad"), "--listings", "5")
-    assert bad.returncode == 2 and "at least" in bad.stderr
-    assert _cli("--help").stdout.count("--no-images") >= 1
+    assert bad.code == 2 and "at least" in bad.err
+    assert _cli("--help").out.count("--no-images") >= 1
