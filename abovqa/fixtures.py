@@ -99,8 +99,8 @@ class CliResult:
         return [l for l in self.err.splitlines() if l.startswith(f"{prog}: ") and not l.startswith(f"{prog}: warning")]
 
 def cli_argv(*args) -> list[str]:
-    "The command line of `abovqa ARGS` in this Python: `python -m abovqa.cli ARGS` (arguments as strings)."
-    return [sys.executable, "-m", "abovqa.cli", *map(str, args)]
+    "The command line of `abovqa ARGS` in this Python: `python -m abovqa ARGS` (arguments as strings)."
+    return [sys.executable, "-m", "abovqa", *map(str, args)]
 
 def run_cli(*args, # the subcommand and its arguments (paths are fine)
             env: dict|None = None, # the process's whole environment; this process's when None
