@@ -313,19 +313,20 @@ def config_dict(cfg, # a config dataclass instance
 
 # %% ../nbs/00_core.ipynb #cb24c7e0
 import inspect
-from fastcore.meta import delegates
 
 def config_signature(cls, # a config dataclass
                      keep: bool = False, # keep `**kwargs` in the signature
                     ):
-    "Decorator: a function `f(cfg=None, ..., **kwargs)` shows `cls`'s fields (required ones keyword-only) as its parameters."
+    "Decorator: a function `f(cfg=None, ..., **kwargs)` shows `cls`'s fields (required ones first) as keyword-only parameters."
     def _f(f):
-        f = delegates(cls, keep=keep)(f)
-        sig, M = inspect.signature(f), dataclasses.MISSING
-        req = [inspect.Parameter(x.name, inspect.Parameter.KEYWORD_ONLY, annotation=x.type) for x in dataclasses.fields(cls)
-               if x.default is M and x.default_factory is M]
-        ps = list(sig.parameters.values())
-        at = next((k for k, q in enumerate(ps) if q.kind in (q.KEYWORD_ONLY, q.VAR_KEYWORD)), len(ps))
-        f.__signature__ = sig.replace(parameters=[*ps[:at], *req, *ps[at:]])
+        sig, M, P = inspect.signature(f), dataclasses.MISSING, inspect.Parameter
+        own = [q for q in sig.parameters.values() if q.kind != q.VAR_KEYWORD]
+        var = [q for q in sig.parameters.values() if q.kind == q.VAR_KEYWORD and keep]
+        fs = [x for x in dataclasses.fields(cls) if x.name not in sig.parameters]
+        req = [P(x.name, P.KEYWORD_ONLY, annotation=x.type) for x in fs if x.default is M and x.default_factory is M]
+        dfl = [P(x.name, P.KEYWORD_ONLY, annotation=x.type, default=x.default if x.default is not M else x.default_factory())
+               for x in fs if x.default is not M or x.default_factory is not M]
+        f.__signature__ = sig.replace(parameters=[*own, *req, *dfl, *var])
+        f.__delwrap__ = cls   # docments (show_doc, help) read the fields' docments from the dataclass
         return f
     return _f

@@ -340,14 +340,18 @@ def plot_answer_forms(runs: list[dict]):
     return _closed(fig)
 
 # %% ../nbs/07a_report.ipynb #e670d6d5
+def _by_type(r: dict, metric: str) -> dict:
+    "A run's `by_question_type` as {type: {metric: ...}} (older metrics.json nest it by metric: {metric: {type: value}})."
+    bq = r["metrics"]["by_question_type"]
+    return {t: {metric: v} for t, v in bq[metric].items()} if metric in bq and isinstance(bq[metric], dict) else bq
+
 def question_types(runs: list[dict], # from `load_run`
                    metric: str = "exact_match", # the metric to compare
                   ) -> pd.DataFrame:
     "`metric` per question type (rows) and evaluation run (columns)."
     out = {}
     for r in _eval_runs(runs, "by_question_type"):
-        bq = r["metrics"]["by_question_type"]
-        if metric in bq and isinstance(bq[metric], dict): bq = {t: {metric: v} for t, v in bq[metric].items()}
+        bq = _by_type(r, metric)
         out[_run_label(r)] = {t: (v.get(metric) if isinstance(v, dict) else v) for t, v in bq.items()}
     return pd.DataFrame(out, dtype=float)
 
@@ -484,8 +488,7 @@ def question_type_intervals(runs: list[dict], # from `load_run`
     from abovqa.stats import fmt_ci
     out = {}
     for r in _eval_runs(runs, "by_question_type"):
-        bq = r["metrics"]["by_question_type"]
-        if metric in bq and isinstance(bq[metric], dict): bq = {t: {metric: v} for t, v in bq[metric].items()}
+        bq = _by_type(r, metric)
         out[_run_label(r)] = {t: fmt_ci(v.get(metric), [v[f"{metric}_ci_low"], v[f"{metric}_ci_high"]] if f"{metric}_ci_low" in v else None)
                                  if isinstance(v, dict) else fmt_ci(v) for t, v in bq.items()}
     return pd.DataFrame(out).fillna("–")
