@@ -239,9 +239,12 @@ def opt(default=dataclasses.MISSING, # the default (leave out for a required opt
         flag: str|None = None, # the long flag when it is not the field's name with dashes
         list_sep: str|None = None, # parse a list field from one string split on this (e.g. ','), not from several words
         aliases: tuple = (), # older flags still accepted, e.g. ('--model',) after a rename
+        metavar: str|None = None, # the value's name in --help, e.g. 'KEY=VALUE'
+        repeat: bool = False, # a list option that may be given several times (values add up)
        ):
     "A config dataclass field with command-line extras."
-    meta = {k: v for k, v in dict(choices=choices, short=short, flag=flag, list_sep=list_sep, aliases=tuple(aliases) or None).items() if v is not None}
+    meta = {k: v for k, v in dict(choices=choices, short=short, flag=flag, list_sep=list_sep, aliases=tuple(aliases) or None,
+                                                  metavar=metavar, repeat=repeat or None).items() if v is not None}
     kw = dict(default_factory=default) if callable(default) and not isinstance(default, type) else dict(default=default)
     return dataclasses.field(**kw, metadata=meta)
 
@@ -277,8 +280,9 @@ def config_parser(cls, # a config dataclass
         if many and "list_sep" in f.metadata: kw["type"] = lambda s, sep=f.metadata["list_sep"], t=base: [t(x.strip()) for x in s.split(sep) if x.strip()]
         else:
             kw["type"] = base if base in (int, float) else str
-            if many: kw["nargs"] = "+"
-        if "choices" in f.metadata: kw["choices"] = f.metadata["choices"]
+            if many: kw.update(nargs="+", **(dict(action="extend") if f.metadata.get("repeat") else {}))
+        for k in ("choices", "metavar"):
+            if k in f.metadata: kw[k] = f.metadata[k]
         p.add_argument(*flags, _flag(f), *f.metadata.get("aliases", ()), **kw)
     return p
 

@@ -263,14 +263,14 @@ class TrainConfig:
     quant: str|None = opt("default", choices=("default", "none", "4bit", "8bit")) # default: the report's (4bit LLaVA, 8bit Qwen, none BLIP)
     device_map: str|None = opt(None, choices=("auto",)) # split one model copy over all GPUs (single process)
     vision: str = opt("fp16", choices=VISION_CHOICES) # Qwen's vision tower: fp16 (frozen, unquantised; default), fp32 or quant (with the LM)
-    gpu_memory: float|None = None # memory budget per GPU in GiB for the memory plan (default: the GPU's; e.g. 14.74 to check a T4 plan)
+    gpu_memory: float|None = opt(None, metavar="GIB") # memory budget per GPU in GiB for the memory plan (default: the GPU's; e.g. 14.74 to check a T4 plan)
     lora_r: int|None = None # LoRA rank (default: the family's)
     lora_alpha: int|None = None # LoRA alpha (default: the family's)
     lora_dropout: float|None = None # LoRA dropout (default: the family's)
     seed: int = 42 # seed of the training run and of the data subsets
-    set_args: list[str]|None = opt(None, flag="--set") # any TrainingArguments field as KEY=VALUE, JSON value (repeatable)
+    set_args: list[str]|None = opt(None, flag="--set", repeat=True, metavar="KEY=VALUE") # any TrainingArguments field as KEY=VALUE, JSON value (repeatable)
     wandb_project: str|None = None # log to this wandb project (one run across resumes)
-    push_to_hub: str|None = None # Hub REPO to upload the adapter and model card to at the end
+    push_to_hub: str|None = opt(None, metavar="REPO") # Hub REPO to upload the adapter and model card to at the end
     hub_checkpoints: bool = False # also push every checkpoint to REPO for resuming
     gpus: int = 1 # data-parallel processes (torchrun), one per GPU
     curriculum: list[int]|None = opt(None, list_sep=",") # train in stages on growing image subsets, e.g. 6000,20000 (the seed report's schedule)
@@ -285,12 +285,7 @@ class TrainConfig:
                 raise UserError(f"--curriculum sizes must be positive and increasing, got {','.join(map(str, sizes))}", code=2)
             self.curriculum = sizes
 
-def _parser() -> argparse.ArgumentParser:
-    p = config_parser(TrainConfig, "abovqa finetune")
-    acts = {a.dest: a for a in p._actions}
-    acts["set_args"].__class__ = argparse._ExtendAction   # --set is repeatable
-    for k, m in dict(set_args="KEY=VALUE", gpu_memory="GIB", push_to_hub="REPO").items(): acts[k].metavar = m
-    return p
+def _parser() -> argparse.ArgumentParser: return config_parser(TrainConfig, "abovqa finetune")
 
 # %% ../nbs/06c_finetune.ipynb #01567829
 def _resolve_settings(cfg: TrainConfig, # the run's settings
