@@ -403,7 +403,9 @@ def test_ctrl_c_stops_cleanly_with_the_resume_hint(tmp_path):
     out = tmp_path/"out"
     with FakeGemini(latency=0.2, record=False) as fake:
         p = subprocess.Popen(cli_argv("generate", *_argv(csv, small, out, fake.url, "--workers", "2")), env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             # a shell's background job inherits Ctrl-C *ignored*; the test is about a user's Ctrl-C
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         t0 = time.monotonic()
         while fake.counts["generate"] < 6 and time.monotonic() - t0 < 60: time.sleep(0.01)
         p.send_signal(signal.SIGINT)
